@@ -1,0 +1,809 @@
+//! The line protocol parser: one pass over the body, borrowing where nothing is escaped.
+//!
+//! [`Parser`] walks a body point by point. After a bad point it resynchronises at the next line
+//! (an LF outside a quoted string and not escaped), so a caller can list every bad line.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use super::Precision;
+use crate::metric::{FieldValue, Metric, Origin};
+
+/// The longest measurement, tag or field name accepted, in bytes (InfluxDB 3's limit).
+pub const MAX_NAME_LEN: usize = 64 * 1024;
+/// The longest string field value accepted, in bytes (InfluxDB 3's limit).
+pub const MAX_STRING_LEN: usize = 64 * 1024;
+
+/// A field value as parsed, borrowing string values from the body where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// `1.5`
+    Float(f64),
+    /// `1i`
+    Int(i64),
+    /// `1u`
+    UInt(u64),
+    /// `"text"`
+    Str(Cow<'a, str>),
+    /// `true`
+    Bool(bool),
+}
+
+impl Value<'_> {
+    /// The same value, owning any string it borrowed.
+    pub fn to_owned_value(&self) -> Value<'static> {
+        match self {
+            Value::Float(v) => Value::Float(*v),
+            Value::Int(v) => Value::Int(*v),
+            Value::UInt(v) => Value::UInt(*v),
+            Value::Str(v) => Value::Str(Cow::Owned(v.to_string())),
+            Value::Bool(v) => Value::Bool(*v),
+        }
+    }
+
+    fn same_type(&self, other: &Value<'_>) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    fn to_field(&self) -> FieldValue {
+        match self {
+            Value::Float(v) => FieldValue::Float(*v),
+            Value::Int(v) => FieldValue::Int(*v),
+            Value::UInt(v) => FieldValue::UInt(*v),
+            Value::Str(v) => FieldValue::Str(v.to_string()),
+            Value::Bool(v) => FieldValue::Bool(*v),
+        }
+    }
+}
+
+/// One parsed point, borrowing from the body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Line<'a> {
+    /// The measurement, unescaped.
+    pub measurement: Cow<'a, str>,
+    /// Tags sorted by key, keys unique.
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Fields, keys unique (a repeated field keeps its last value).
+    pub fields: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// The timestamp as written, in the write's precision; `None` when the line has none.
+    pub timestamp: Option<i64>,
+}
+
+impl Line<'_> {
+    /// An owned metric: the timestamp scaled to ns by `precision`, or `default_time` when absent.
+    ///
+    /// # Errors
+    /// [`ParseErrorKind::TimestampOutOfRange`] when the scaled timestamp does not fit in an i64.
+    pub fn to_metric(
+        &self,
+        precision: Precision,
+        default_time: i64,
+        origin: &Arc<Origin>,
+    ) -> Result<Metric, ParseErrorKind> {
+        let time = match self.timestamp {
+            Some(ts) => ts
+                .checked_mul(precision.nanos())
+                .ok_or(ParseErrorKind::TimestampOutOfRange)?,
+            None => default_time,
+        };
+        Ok(Metric {
+            name: self.measurement.to_string(),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_field()))
+                .collect(),
+            time,
+            origin: Arc::clone(origin),
+        })
+    }
+}
+
+/// What is wrong with a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The body is not valid UTF-8.
+    InvalidUtf8,
+    /// The line has a measurement but nothing after it.
+    MissingFields,
+    /// The measurement is empty.
+    EmptyMeasurement,
+    /// A tag has no `=`, or an empty key or value.
+    BadTag,
+    /// A field has no `=` or an empty key.
+    BadField,
+    /// A field value is missing.
+    MissingFieldValue,
+    /// A name holds a character that cannot appear unescaped there.
+    InvalidCharacter(&'static str, char),
+    /// A name ends in a backslash.
+    TrailingBackslash(&'static str),
+    /// A name or string is longer than the limit.
+    TooLong(&'static str, usize),
+    /// A number field is malformed or out of range.
+    InvalidNumber(String),
+    /// A field value is not a number, a quoted string, or one of t, T, true, True, TRUE, f, F,
+    /// false, False, FALSE.
+    InvalidValue(String),
+    /// A string field has no closing quote.
+    UnterminatedString,
+    /// Something other than `,`, a space or the end of the line follows a field value.
+    UnexpectedAfterValue(char),
+    /// The timestamp is not a signed decimal integer.
+    InvalidTimestamp(String),
+    /// The timestamp, scaled by the precision, does not fit in an i64 nanosecond count.
+    TimestampOutOfRange,
+    /// The same tag key appears twice.
+    DuplicateTag(String),
+    /// The same field appears twice with different types.
+    FieldTypeConflict(String),
+    /// `time` used as a tag key.
+    TimeTag,
+    /// `time` as the only field.
+    TimeField,
+    /// A name used both as a tag key and a field key.
+    TagFieldClash(String),
+    /// The line is longer than the configured maximum.
+    LineTooLong(usize),
+}
+
+impl fmt::Display for ParseErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ParseErrorKind::*;
+        match self {
+            InvalidUtf8 => write!(f, "invalid UTF-8"),
+            MissingFields => write!(
+                f,
+                "missing fields: a point needs at least one field after the measurement and tags"
+            ),
+            EmptyMeasurement => write!(f, "missing measurement name"),
+            BadTag => write!(
+                f,
+                "invalid tag: a tag is key=value with a non-empty key and value"
+            ),
+            BadField => write!(
+                f,
+                "invalid field: a field is key=value with a non-empty key"
+            ),
+            MissingFieldValue => write!(f, "missing field value after `=`"),
+            InvalidCharacter(what, c) => write!(f, "invalid character {c:?} in {what}"),
+            TrailingBackslash(what) => write!(f, "{what} must not end with a backslash"),
+            TooLong(what, max) => write!(f, "{what} is longer than {max} bytes"),
+            InvalidNumber(v) => write!(
+                f,
+                "invalid number {v:?}: use 1.5 (float), 1i (integer) or 1u (unsigned)"
+            ),
+            InvalidValue(v) => write!(
+                f,
+                "invalid field value {v:?}: not a number, boolean or double-quoted string"
+            ),
+            UnterminatedString => write!(f, "unterminated string: missing closing double quote"),
+            UnexpectedAfterValue(c) => write!(
+                f,
+                "unexpected {c:?} after field value: expected `,`, a space or end of line"
+            ),
+            InvalidTimestamp(v) => write!(f, "invalid timestamp {v:?}: expected an integer"),
+            TimestampOutOfRange => write!(f, "timestamp out of range for the write's precision"),
+            DuplicateTag(k) => write!(f, "duplicate tags: tag {k:?} appears twice"),
+            FieldTypeConflict(k) => write!(
+                f,
+                "field type conflict: field {k:?} appears twice with different types"
+            ),
+            TimeTag => write!(f, "invalid tag key: input tag \"time\" is invalid"),
+            TimeField => write!(f, "invalid field name: input field \"time\" is invalid"),
+            TagFieldClash(k) => write!(f, "{k:?} is used both as a tag key and a field key"),
+            LineTooLong(max) => write!(f, "line is longer than max_line_size ({max} bytes)"),
+        }
+    }
+}
+
+/// A bad line: where it is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The line (1-based) the bad point starts on.
+    pub line: usize,
+    /// The byte (1-based) where the problem was found, counted from the start of `line` (for a
+    /// point whose string value holds an LF, across that LF).
+    pub column: usize,
+    /// What is wrong.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.kind
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+// Byte classes for the table-driven scans of names.
+const SPACE: u8 = 1; // ' '
+const COMMA: u8 = 2; // ','
+const EQUALS: u8 = 4; // '='
+const BACKSLASH: u8 = 8; // '\\'
+const NEWLINE: u8 = 16; // '\n'
+const BAD: u8 = 32; // '\t', '\r', '\0': never valid unescaped in a name
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = SPACE;
+    t[b',' as usize] = COMMA;
+    t[b'=' as usize] = EQUALS;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'\n' as usize] = NEWLINE;
+    t[b'\t' as usize] = BAD;
+    t[b'\r' as usize] = BAD;
+    t[0] = BAD;
+    t
+}
+static CLASS: [u8; 256] = class_table();
+
+/// Which element a name is, for escapes and messages.
+#[derive(Clone, Copy)]
+enum Element {
+    Measurement,
+    TagKey,
+    TagValue,
+    FieldKey,
+}
+
+impl Element {
+    fn label(self) -> &'static str {
+        match self {
+            Element::Measurement => "measurement",
+            Element::TagKey => "tag key",
+            Element::TagValue => "tag value",
+            Element::FieldKey => "field key",
+        }
+    }
+
+    /// Classes that end the element.
+    fn stops(self) -> u8 {
+        match self {
+            Element::Measurement => SPACE | COMMA,
+            Element::TagKey | Element::FieldKey => SPACE | COMMA | EQUALS,
+            // An unescaped `=` in a tag value is an error, so it stops the scan too.
+            Element::TagValue => SPACE | COMMA | EQUALS,
+        }
+    }
+
+    /// Whether `\c` is an escape in this element (otherwise the backslash is kept).
+    fn escapes(self, c: u8) -> bool {
+        match self {
+            Element::Measurement => matches!(c, b' ' | b',' | b'\\'),
+            _ => matches!(c, b' ' | b',' | b'=' | b'\\'),
+        }
+    }
+}
+
+/// A streaming parser over a whole body; see the module docs.
+///
+/// ```
+/// use heliograph::line_protocol::Parser;
+/// let mut p = Parser::new("cpu,host=a usage=0.5,n=3i 1700000000000000000\n");
+/// let line = p.next().unwrap().unwrap();
+/// assert_eq!(line.measurement, "cpu");
+/// assert_eq!(line.timestamp, Some(1_700_000_000_000_000_000));
+/// assert!(p.next().is_none());
+/// ```
+#[derive(Debug)]
+pub struct Parser<'a> {
+    src: &'a str,
+    pos: usize,
+    /// The 1-based number of the physical line `pos` is on.
+    line_no: usize,
+    /// Byte offset where the physical line `line_no` starts.
+    line_start: usize,
+    max_line: usize,
+}
+
+type Step<T> = Result<T, (usize, ParseErrorKind)>;
+
+impl<'a> Parser<'a> {
+    /// A parser over `src` with no line-length limit.
+    pub fn new(src: &'a str) -> Self {
+        Parser {
+            src,
+            pos: 0,
+            line_no: 1,
+            line_start: 0,
+            max_line: 0,
+        }
+    }
+
+    /// Refuses points longer than `max` bytes (0: no limit).
+    pub fn with_max_line(mut self, max: usize) -> Self {
+        self.max_line = max;
+        self
+    }
+
+    /// Parses the next point into `line`, reusing its vectors; `None` at the end of the body.
+    ///
+    /// After an error the parser has moved to the next line, so calling again goes on.
+    pub fn next_into(&mut self, line: &mut Line<'a>) -> Option<Result<(), ParseError>> {
+        let bytes = self.src.as_bytes();
+        // Skip blank lines, comments and leading blanks.
+        loop {
+            while self.pos < bytes.len() && matches!(bytes[self.pos], b' ' | b'\t') {
+                self.pos += 1;
+            }
+            if self.pos >= bytes.len() {
+                return None;
+            }
+            match bytes[self.pos] {
+                b'\n' => self.newline_at(self.pos),
+                b'\r' if bytes.get(self.pos + 1) == Some(&b'\n') => self.newline_at(self.pos + 1),
+                b'#' => match memchr::memchr(b'\n', &bytes[self.pos..]) {
+                    Some(i) => self.newline_at(self.pos + i),
+                    None => {
+                        self.pos = bytes.len();
+                        return None;
+                    }
+                },
+                _ => break,
+            }
+        }
+        let start = self.pos;
+        let start_line = self.line_no;
+        let start_column = start - self.line_start + 1;
+        line.tags.clear();
+        line.fields.clear();
+        line.timestamp = None;
+        match self.point(line) {
+            Ok(end) => {
+                // The parser is already past this point: report it without resynchronising.
+                let checked = if self.max_line > 0 && end - start > self.max_line {
+                    Err(ParseErrorKind::LineTooLong(self.max_line))
+                } else {
+                    check(line)
+                };
+                let kind = match checked {
+                    Ok(()) => return Some(Ok(())),
+                    Err(kind) => kind,
+                };
+                Some(Err(ParseError {
+                    line: start_line,
+                    column: start_column,
+                    kind,
+                }))
+            }
+            Err((at, kind)) => {
+                // `line_start` still belongs to the point's first line: nothing moved it yet.
+                let column = at - self.line_start + 1;
+                self.resync(start);
+                Some(Err(ParseError {
+                    line: start_line,
+                    column,
+                    kind,
+                }))
+            }
+        }
+    }
+
+    fn newline_at(&mut self, lf: usize) {
+        self.pos = lf + 1;
+        self.line_no += 1;
+        self.line_start = self.pos;
+    }
+
+    /// Moves past the line that starts at `start`: the first LF outside quotes and not escaped.
+    fn resync(&mut self, start: usize) {
+        let bytes = self.src.as_bytes();
+        let mut i = start;
+        let mut quoted = false;
+        while let Some(off) = memchr::memchr3(b'\n', b'"', b'\\', &bytes[i..]) {
+            let j = i + off;
+            match bytes[j] {
+                b'\\' => {
+                    if bytes.get(j + 1) == Some(&b'\n') {
+                        self.line_no += 1;
+                    }
+                    i = j + 2;
+                }
+                b'"' => {
+                    quoted = !quoted;
+                    i = j + 1;
+                }
+                _ if quoted => {
+                    self.line_no += 1;
+                    i = j + 1;
+                }
+                _ => {
+                    self.newline_at(j);
+                    return;
+                }
+            }
+            if i >= bytes.len() {
+                break;
+            }
+        }
+        self.pos = bytes.len();
+        self.line_start = self.pos;
+    }
+
+    /// Parses one point starting at `self.pos`; returns the offset of its end (before the LF).
+    fn point(&mut self, line: &mut Line<'a>) -> Step<usize> {
+        let bytes = self.src.as_bytes();
+        let (measurement, mut i) = self.name(self.pos, Element::Measurement)?;
+        if measurement.is_empty() {
+            return Err((i, ParseErrorKind::EmptyMeasurement));
+        }
+        line.measurement = measurement;
+        // Tags.
+        while i < bytes.len() && bytes[i] == b',' {
+            let (key, j) = self.name(i + 1, Element::TagKey)?;
+            if key.is_empty() || bytes.get(j) != Some(&b'=') {
+                return Err((j, ParseErrorKind::BadTag));
+            }
+            let (value, k) = self.name(j + 1, Element::TagValue)?;
+            if value.is_empty() || bytes.get(k) == Some(&b'=') {
+                return Err((k, ParseErrorKind::BadTag));
+            }
+            line.tags.push((key, value));
+            i = k;
+        }
+        // One or more spaces, then the field set.
+        let before_spaces = i;
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if i == before_spaces || i >= bytes.len() || matches!(bytes[i], b'\n' | b'\r') {
+            return Err((i, ParseErrorKind::MissingFields));
+        }
+        loop {
+            let (key, j) = self.name(i, Element::FieldKey)?;
+            if key.is_empty() || bytes.get(j) != Some(&b'=') {
+                return Err((j, ParseErrorKind::BadField));
+            }
+            let (value, k) = self.value(j + 1)?;
+            line.fields.push((key, value));
+            i = k;
+            match bytes.get(i) {
+                Some(b',') => i += 1,
+                _ => break,
+            }
+        }
+        // Optional timestamp, then the end of the line.
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        let ts_start = i;
+        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\n' | b'\r') {
+            i += 1;
+        }
+        if i > ts_start {
+            let text = &self.src[ts_start..i];
+            line.timestamp = Some(parse_timestamp(text).ok_or_else(|| {
+                (
+                    ts_start,
+                    ParseErrorKind::InvalidTimestamp(truncate(text).to_owned()),
+                )
+            })?);
+            while i < bytes.len() && bytes[i] == b' ' {
+                i += 1;
+            }
+        }
+        let end = i;
+        // LFs inside string values or escaped in names do not end the point, but they do
+        // start new physical lines: count them so later errors name the right line.
+        let start = self.pos;
+        if let Some(last) = memchr::memrchr(b'\n', &bytes[start..end]) {
+            self.line_no += memchr::memchr_iter(b'\n', &bytes[start..end]).count();
+            self.line_start = start + last + 1;
+        }
+        match bytes.get(i) {
+            None => self.pos = i,
+            Some(b'\n') => self.newline_at(i),
+            Some(b'\r') if bytes.get(i + 1) == Some(&b'\n') => self.newline_at(i + 1),
+            Some(&c) => {
+                let kind = if line.timestamp.is_some() {
+                    ParseErrorKind::InvalidTimestamp(truncate(&self.src[ts_start..]).to_owned())
+                } else {
+                    ParseErrorKind::UnexpectedAfterValue(c as char)
+                };
+                return Err((i, kind));
+            }
+        }
+        Ok(end)
+    }
+
+    /// Scans a name from `at` to its first unescaped stop character; returns it and where it ends.
+    fn name(&self, at: usize, el: Element) -> Step<(Cow<'a, str>, usize)> {
+        let bytes = self.src.as_bytes();
+        let stops = el.stops() | NEWLINE;
+        let mut i = at;
+        let mut owned: Option<String> = None;
+        let mut copied = at; // bytes before this are in `owned` (when it exists)
+        loop {
+            while i < bytes.len() && CLASS[bytes[i] as usize] == 0 {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                break;
+            }
+            let class = CLASS[bytes[i] as usize];
+            if class & BACKSLASH != 0 {
+                match bytes.get(i + 1) {
+                    Some(&c) if el.escapes(c) => {
+                        // Names are short: one allocation with room to spare covers most.
+                        let s = owned.get_or_insert_with(|| String::with_capacity(i - at + 48));
+                        s.push_str(&self.src[copied..i]);
+                        s.push(c as char);
+                        i += 2;
+                        copied = i;
+                    }
+                    Some(&c) if c >= 0x80 => i += 1, // keep the backslash; the char is a name byte
+                    Some(_) => i += 2,               // not an escape here: keep both bytes
+                    None => i += 1,
+                }
+                continue;
+            }
+            if class & stops != 0 {
+                break;
+            }
+            // BAD, or a stop class not used by this element (never happens: EQUALS is the only
+            // class outside a measurement's stops, and it is a plain character there).
+            if class & EQUALS != 0 {
+                i += 1;
+                continue;
+            }
+            let c = bytes[i] as char;
+            return Err((i, ParseErrorKind::InvalidCharacter(el.label(), c)));
+        }
+        let name: Cow<'a, str> = match owned {
+            None => Cow::Borrowed(&self.src[at..i]),
+            Some(mut s) => {
+                s.push_str(&self.src[copied..i]);
+                Cow::Owned(s)
+            }
+        };
+        if name.len() > MAX_NAME_LEN {
+            return Err((at, ParseErrorKind::TooLong(el.label(), MAX_NAME_LEN)));
+        }
+        if name.ends_with('\\') {
+            return Err((i, ParseErrorKind::TrailingBackslash(el.label())));
+        }
+        Ok((name, i))
+    }
+
+    /// Parses a field value at `at`; returns it and the offset just past it.
+    fn value(&self, at: usize) -> Step<(Value<'a>, usize)> {
+        let bytes = self.src.as_bytes();
+        match bytes.get(at) {
+            None | Some(b' ' | b',' | b'\n' | b'\r') => {
+                Err((at, ParseErrorKind::MissingFieldValue))
+            }
+            Some(b'"') => self.string(at + 1),
+            Some(_) => {
+                let mut end = at;
+                while end < bytes.len() && !matches!(bytes[end], b' ' | b',' | b'\n' | b'\r') {
+                    end += 1;
+                }
+                let token = &self.src[at..end];
+                let value = match bytes[at] {
+                    b'0'..=b'9' | b'-' | b'+' | b'.' => parse_number(token)
+                        .ok_or_else(|| ParseErrorKind::InvalidNumber(truncate(token).into())),
+                    _ => parse_bool(token)
+                        .map(Value::Bool)
+                        .ok_or_else(|| ParseErrorKind::InvalidValue(truncate(token).into())),
+                };
+                value.map(|v| (v, end)).map_err(|kind| (at, kind))
+            }
+        }
+    }
+
+    /// Parses a string value whose opening quote is just before `at`.
+    fn string(&self, at: usize) -> Step<(Value<'a>, usize)> {
+        let bytes = self.src.as_bytes();
+        let mut i = at;
+        let mut owned: Option<String> = None;
+        let mut copied = at;
+        loop {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
+                return Err((at - 1, ParseErrorKind::UnterminatedString));
+            };
+            let j = i + off;
+            if bytes[j] == b'"' {
+                let value = match owned {
+                    None => Cow::Borrowed(&self.src[at..j]),
+                    Some(mut s) => {
+                        s.push_str(&self.src[copied..j]);
+                        Cow::Owned(s)
+                    }
+                };
+                if value.len() > MAX_STRING_LEN {
+                    return Err((at, ParseErrorKind::TooLong("string field", MAX_STRING_LEN)));
+                }
+                let end = j + 1;
+                return match bytes.get(end) {
+                    None | Some(b' ' | b',' | b'\n' | b'\r') => Ok((Value::Str(value), end)),
+                    Some(&c) => Err((end, ParseErrorKind::UnexpectedAfterValue(c as char))),
+                };
+            }
+            // A backslash: `\"` and `\\` are escapes; any other backslash is literal.
+            match bytes.get(j + 1) {
+                Some(&c @ (b'"' | b'\\')) => {
+                    let s = owned.get_or_insert_with(|| String::with_capacity(j - at + 64));
+                    s.push_str(&self.src[copied..j]);
+                    s.push(c as char);
+                    i = j + 2;
+                    copied = i;
+                }
+                Some(_) => i = j + 1,
+                None => return Err((at - 1, ParseErrorKind::UnterminatedString)),
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Line<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Line::default();
+        self.next_into(&mut line).map(|r| r.map(|()| line))
+    }
+}
+
+/// Line-level rules: sorted unique tags, no `time` tag, field duplicates, tag/field clashes.
+fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
+    if !line.tags.is_sorted_by(|a, b| a.0 <= b.0) {
+        line.tags.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    for pair in line.tags.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            return Err(ParseErrorKind::DuplicateTag(pair[0].0.to_string()));
+        }
+    }
+    if line.tags.iter().any(|(k, _)| k == "time") {
+        return Err(ParseErrorKind::TimeTag);
+    }
+    dedup_fields(&mut line.fields)?;
+    if let Some(i) = line.fields.iter().position(|(k, _)| k == "time") {
+        if line.fields.len() == 1 {
+            return Err(ParseErrorKind::TimeField);
+        }
+        // InfluxDB drops a `time` field silently when other fields remain.
+        line.fields.remove(i);
+    }
+    if !line.tags.is_empty() {
+        for (key, _) in &line.fields {
+            if line
+                .tags
+                .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+                .is_ok()
+            {
+                return Err(ParseErrorKind::TagFieldClash(key.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A repeated field keeps its last value if the types agree; different types are an error.
+fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<(), ParseErrorKind> {
+    if fields.len() < 2 {
+        return Ok(());
+    }
+    let has_dup = if fields.len() <= 16 {
+        (1..fields.len()).any(|i| fields[..i].iter().any(|(k, _)| *k == fields[i].0))
+    } else {
+        let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable();
+        keys.windows(2).any(|w| w[0] == w[1])
+    };
+    if !has_dup {
+        return Ok(());
+    }
+    let mut kept: Vec<(Cow<'_, str>, Value<'_>)> = Vec::with_capacity(fields.len());
+    for (key, value) in fields.drain(..) {
+        match kept.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) if slot.1.same_type(&value) => slot.1 = value,
+            Some(_) => return Err(ParseErrorKind::FieldTypeConflict(key.to_string())),
+            None => kept.push((key, value)),
+        }
+    }
+    // Lifetimes: `kept` borrows nothing from `fields`, only moves out of it.
+    *fields = kept;
+    Ok(())
+}
+
+fn parse_bool(token: &str) -> Option<bool> {
+    match token {
+        "t" | "T" | "true" | "True" | "TRUE" => Some(true),
+        "f" | "F" | "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// `-?digits(.digits)?([eE][+-]?digits)?` as a float, `-?digits i` as an integer, `digits u` as
+/// an unsigned integer. Out of range (including floats that would be infinite) is `None`.
+fn parse_number(token: &str) -> Option<Value<'static>> {
+    let b = token.as_bytes();
+    match b.last()? {
+        b'i' => {
+            let digits = &token[..token.len() - 1];
+            let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+            if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok().map(Value::Int)
+        }
+        b'u' => {
+            let digits = &token[..token.len() - 1];
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok().map(Value::UInt)
+        }
+        _ => {
+            if !is_float_syntax(b) {
+                return None;
+            }
+            let v: f64 = token.parse().ok()?;
+            v.is_finite().then_some(Value::Float(v))
+        }
+    }
+}
+
+fn is_float_syntax(b: &[u8]) -> bool {
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// At most 64 bytes of `s` (on a char boundary), for messages about long tokens.
+fn truncate(s: &str) -> &str {
+    let s = s.split(['\n', ' ']).next().unwrap_or(s);
+    if s.len() <= 64 {
+        return s;
+    }
+    let mut end = 64;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,154 @@
+//! The data every pipeline stage passes on: a [`Metric`] and where it came from ([`Origin`]).
+//!
+//! A metric is a measurement name, a tag set sorted by key, at least one field and a timestamp
+//! in nanoseconds since the Unix epoch. Parsing lives in [`crate::line_protocol`]; this module
+//! only holds the model and the small invariants on it (sorted, unique tag keys).
+
+use std::sync::Arc;
+
+/// The retention policy a write lands in when it names none, as in InfluxDB 1.x.
+pub const DEFAULT_RETENTION_POLICY: &str = "autogen";
+
+/// A field's value, with the five types line protocol can carry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// A 64-bit float: `1.5`, `1`, `-2e3`.
+    Float(f64),
+    /// A signed integer: `1i`.
+    Int(i64),
+    /// An unsigned integer: `1u`.
+    UInt(u64),
+    /// A string: `"text"`.
+    Str(String),
+    /// A boolean: `t`, `true`, `F`, ...
+    Bool(bool),
+}
+
+impl FieldValue {
+    /// The name of the value's type, as InfluxDB spells it in messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Float(_) => "float",
+            FieldValue::Int(_) => "integer",
+            FieldValue::UInt(_) => "unsigned",
+            FieldValue::Str(_) => "string",
+            FieldValue::Bool(_) => "boolean",
+        }
+    }
+}
+
+/// Where a metric is going: the database and retention policy of the write that carried it.
+///
+/// Gathered metrics get the defaults from config. Outputs that relay upstream keep them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// The database (`db` of `/write`, or the bucket of `/api/v2/write`).
+    pub db: String,
+    /// The retention policy; never empty (an empty `rp` is [`DEFAULT_RETENTION_POLICY`]).
+    pub rp: String,
+}
+
+impl Origin {
+    /// An origin for `db` and `rp`, where an empty or missing `rp` means `autogen`.
+    pub fn new(db: impl Into<String>, rp: Option<&str>) -> Self {
+        let rp = match rp {
+            Some(rp) if !rp.is_empty() => rp.to_owned(),
+            _ => DEFAULT_RETENTION_POLICY.to_owned(),
+        };
+        Origin { db: db.into(), rp }
+    }
+}
+
+/// One point: measurement, sorted tags, fields, nanosecond timestamp and origin.
+///
+/// ```
+/// use heliograph::metric::{FieldValue, Metric};
+/// let mut m = Metric::new("cpu", 1_000);
+/// m.add_tag("region", "eu");
+/// m.add_tag("host", "a");
+/// m.add_field("usage", FieldValue::Float(0.5));
+/// assert_eq!(m.tags[0].0, "host"); // tags stay sorted by key
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The measurement name.
+    pub name: String,
+    /// Tags sorted by key, keys unique.
+    pub tags: Vec<(String, String)>,
+    /// Fields in the order they were written, keys unique.
+    pub fields: Vec<(String, FieldValue)>,
+    /// Nanoseconds since the Unix epoch.
+    pub time: i64,
+    /// Where the metric is routed; shared by every metric of one write.
+    pub origin: Arc<Origin>,
+}
+
+impl Metric {
+    /// A metric with no tags and no fields yet, routed to the default origin (`db` empty).
+    pub fn new(name: impl Into<String>, time: i64) -> Self {
+        Metric {
+            name: name.into(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            time,
+            origin: Arc::new(Origin::new("", None)),
+        }
+    }
+
+    /// Sets a tag, keeping the tag set sorted; an existing value for the key is replaced.
+    pub fn add_tag(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        match self.tags.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.tags[i].1 = value.into(),
+            Err(i) => self.tags.insert(i, (key, value.into())),
+        }
+    }
+
+    /// The value of tag `key`, if the metric has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.tags[i].1.as_str())
+    }
+
+    /// Sets a field; an existing value for the key is replaced.
+    pub fn add_field(&mut self, key: impl Into<String>, value: FieldValue) {
+        let key = key.into();
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((key, value)),
+        }
+    }
+
+    /// The value of field `key`, if the metric has it.
+    pub fn field(&self, key: &str) -> Option<&FieldValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_rp_is_autogen() {
+        assert_eq!(Origin::new("db", Some("")).rp, "autogen");
+        assert_eq!(Origin::new("db", None).rp, "autogen");
+        assert_eq!(Origin::new("db", Some("week")).rp, "week");
+    }
+
+    #[test]
+    fn add_tag_replaces_and_sorts() {
+        let mut m = Metric::new("m", 0);
+        m.add_tag("b", "1");
+        m.add_tag("a", "2");
+        m.add_tag("b", "3");
+        assert_eq!(
+            m.tags,
+            vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+        );
+        assert_eq!(m.tag("b"), Some("3"));
+        assert_eq!(m.tag("c"), None);
+    }
+}
