@@ -4,5 +4,31 @@
 //! Map of the modules:
 //! - [`metric`]: the data every stage passes on.
 //! - [`line_protocol`]: the parser and encoder.
+//! - [`config`]: `agent.toml` into a checked config with built plugins.
+//! - [`pipeline`]: processors, router, output buffers and tasks; start and stop.
+//! - [`buffer`]: per-output buffers with all-or-nothing admission.
+//! - [`http`]: the server plumbing and capped body reading.
+//! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
+//! - [`cli`]: flags and subcommands.
+
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod http;
 pub mod line_protocol;
 pub mod metric;
+pub mod pipeline;
+#[path = "../plugins/mod.rs"]
+pub mod plugins;
+
+/// An error and its chain of causes on one line: `outer: inner: root`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,1 +1,170 @@
-fn main() {}
+//! The `heliograph` binary: logging, signals and exit codes around the library.
+//!
+//! Exit codes: 0 after a clean stop, 1 for a bad config or a failed start, 2 for a failure
+//! while running (points left unwritten at exit).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use heliograph::cli::{Cli, Command};
+use heliograph::config::{self, AgentSection, Config};
+use heliograph::{line_protocol, pipeline};
+
+/// How long a stop may take to flush buffers before the agent exits anyway.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = cli.config_path();
+    let loaded = config::load(&path, cli.config_directory.as_deref());
+    let config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("error: invalid configuration\n{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::Check) = cli.command {
+        for var in &config.unset_variables {
+            eprintln!("warning: environment variable ${{{var}}} is not set; it reads as empty");
+        }
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "{}: ok ({} inputs, {} processors, {} outputs)",
+                path.display(),
+                config.inputs.len(),
+                config.processors.len(),
+                config.outputs.len()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = init_logging(&config.agent) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
+    for var in &config.unset_variables {
+        tracing::warn!(variable = %var, "environment variable is not set; it reads as empty");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if cli.test {
+        runtime.block_on(test_once(config))
+    } else if cli.once {
+        runtime.block_on(run_once(config))
+    } else {
+        runtime.block_on(run(config))
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {
+    let level = if agent.debug {
+        tracing::Level::DEBUG
+    } else if agent.quiet {
+        tracing::Level::ERROR
+    } else {
+        tracing::Level::INFO
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    if agent.logfile.is_empty() {
+        builder.with_writer(std::io::stderr).init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&agent.logfile)
+            .with_context(|| format!("opening logfile {}", agent.logfile))?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init();
+    }
+    Ok(())
+}
+
+/// `--test`: gather once and print, writing no output.
+async fn test_once(mut config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = pipeline::gather_once(&mut config).await;
+    let mut text = String::new();
+    line_protocol::encode_all(&metrics, &mut text);
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--once`: gather once, write to the outputs, flush, exit.
+async fn run_once(mut config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = pipeline::gather_once(&mut config).await;
+    // Service inputs (listeners) do not run in --once; gather inputs have run already.
+    config.inputs.clear();
+    let running = pipeline::start(config).await.context("starting outputs")?;
+    if let Err(refusal) = running.pipeline.deliver(metrics).await {
+        anyhow::bail!("gathered metrics not admitted: {refusal}");
+    }
+    let left = running.shutdown(SHUTDOWN_TIMEOUT).await;
+    if left > 0 {
+        tracing::error!(
+            points = left,
+            "outputs did not take every point before the timeout"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon: run until SIGTERM or SIGINT, then stop within the bound.
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let running = pipeline::start(config).await.context("starting")?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    let left = tokio::select! {
+        left = running.shutdown(SHUTDOWN_TIMEOUT) => left,
+        _ = term.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            return Ok(ExitCode::from(2));
+        }
+        _ = int.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if left > 0 {
+        tracing::error!(
+            points = left,
+            "stopped with points not yet written by their outputs"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -305,6 +305,8 @@ pub struct Parser<'a> {
     line_no: usize,
     /// Byte offset where the physical line `line_no` starts.
     line_start: usize,
+    /// The line the last point returned started on.
+    last_line: usize,
     max_line: usize,
 }
 
@@ -318,6 +320,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             line_no: 1,
             line_start: 0,
+            last_line: 0,
             max_line: 0,
         }
     }
@@ -326,6 +329,11 @@ impl<'a> Parser<'a> {
     pub fn with_max_line(mut self, max: usize) -> Self {
         self.max_line = max;
         self
+    }
+
+    /// The line (1-based) the point last returned by [`Self::next_into`] started on.
+    pub fn last_line(&self) -> usize {
+        self.last_line
     }
 
     /// Parses the next point into `line`, reusing its vectors; `None` at the end of the body.
@@ -356,6 +364,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.pos;
         let start_line = self.line_no;
+        self.last_line = start_line;
         let start_column = start - self.line_start + 1;
         line.tags.clear();
         line.fields.clear();

@@ -1,0 +1,302 @@
+//! Token auth for the listener: credentials from `Authorization: Token S`, Basic auth (the
+//! password is the secret) or `?u=…&p=S`; each token limited to some databases and, optionally,
+//! a rate of points per second.
+//!
+//! No credentials: 403. An unknown secret, or a database the token may not write: 401. Secrets
+//! are compared in constant time and never logged; tokens appear in logs by name.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hyper::header::AUTHORIZATION;
+use hyper::HeaderMap;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::super::super::BuildError;
+
+/// What users may write under `[[inputs.influxdb_listener.token]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs and metrics; never the secret.
+    pub name: String,
+    /// The secret clients send.
+    pub secret: String,
+    /// Databases this token may write; `"*"` for any.
+    pub databases: Vec<String>,
+    /// Points per second this token may write; over it, 429 with Retry-After.
+    pub max_points_per_second: Option<u64>,
+}
+
+/// A checked token.
+pub struct Token {
+    /// The token's name.
+    pub name: String,
+    secret: Vec<u8>,
+    any_db: bool,
+    databases: BTreeSet<String>,
+    limiter: Option<Mutex<Limiter>>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the token table: names and secrets present and unique.
+pub fn build(configs: Vec<TokenConfig>) -> Result<Vec<Token>, BuildError> {
+    let mut tokens: Vec<Token> = Vec::with_capacity(configs.len());
+    for c in configs {
+        if c.name.is_empty() {
+            return Err(BuildError::new(
+                "a [[inputs.influxdb_listener.token]] has an empty `name`",
+            ));
+        }
+        if c.secret.is_empty() {
+            return Err(BuildError::new(format!(
+                "token {:?} has an empty `secret` (is its environment variable set?)",
+                c.name
+            )));
+        }
+        if c.databases.is_empty() {
+            return Err(BuildError::new(format!(
+                "token {:?} lists no `databases`; use [\"*\"] for any",
+                c.name
+            )));
+        }
+        if tokens.iter().any(|t| t.name == c.name) {
+            return Err(BuildError::new(format!(
+                "two tokens are named {:?}",
+                c.name
+            )));
+        }
+        if tokens
+            .iter()
+            .any(|t| bool::from(t.secret.ct_eq(c.secret.as_bytes())))
+        {
+            return Err(BuildError::new(format!(
+                "token {:?} has the same secret as another token",
+                c.name
+            )));
+        }
+        if c.max_points_per_second == Some(0) {
+            return Err(BuildError::new(format!(
+                "token {:?}: `max_points_per_second` must be at least 1",
+                c.name
+            )));
+        }
+        let (any_db, databases) = super::databases_of(&c.databases);
+        tokens.push(Token {
+            name: c.name,
+            secret: c.secret.into_bytes(),
+            any_db,
+            databases,
+            limiter: c
+                .max_points_per_second
+                .map(|rate| Mutex::new(Limiter::new(rate))),
+        });
+    }
+    Ok(tokens)
+}
+
+impl Token {
+    /// Whether this token may write `db`.
+    pub fn allows(&self, db: &str) -> bool {
+        self.any_db || self.databases.contains(db)
+    }
+
+    /// Takes `points` from the token's rate; `Err(wait)` when over it.
+    pub fn admit(&self, points: usize) -> Result<(), Duration> {
+        match &self.limiter {
+            None => Ok(()),
+            Some(l) => l
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(points as f64, Instant::now()),
+        }
+    }
+}
+
+/// A token bucket holding one second of the rate, allowed to go into debt: a request is admitted
+/// while the bucket is not empty, so a request larger than the rate is possible, and the debt
+/// makes the following ones wait.
+#[derive(Debug)]
+struct Limiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Limiter {
+    fn new(rate: u64) -> Self {
+        Limiter {
+            rate: rate as f64,
+            tokens: rate as f64,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, points: f64, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens <= 0.0 {
+            return Err(Duration::from_secs_f64(-self.tokens / self.rate));
+        }
+        self.tokens -= points;
+        Ok(())
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credentials at all (403).
+    Missing,
+    /// Credentials that match no token (401).
+    Unknown,
+}
+
+/// Finds the token whose secret the request carries.
+///
+/// # Errors
+/// [`AuthError::Missing`] without credentials, [`AuthError::Unknown`] when none matches.
+pub fn authenticate<'t>(
+    tokens: &'t [Token],
+    headers: &HeaderMap,
+    password_param: Option<&str>,
+) -> Result<&'t Token, AuthError> {
+    let secret = match headers.get(AUTHORIZATION).map(|v| v.as_bytes()) {
+        Some(v) if v.starts_with(b"Token ") => v[6..].to_vec(),
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic ") => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(v[6..].trim_ascii())
+                .map_err(|_| AuthError::Unknown)?;
+            match decoded.iter().position(|b| *b == b':') {
+                Some(i) => decoded[i + 1..].to_vec(),
+                None => return Err(AuthError::Unknown),
+            }
+        }
+        Some(_) => return Err(AuthError::Unknown),
+        None => match password_param {
+            Some(p) if !p.is_empty() => p.as_bytes().to_vec(),
+            _ => return Err(AuthError::Missing),
+        },
+    };
+    let mut found = None;
+    // Compare against every token so the time taken does not tell which one matched.
+    for t in tokens {
+        if bool::from(t.secret.ct_eq(&secret)) {
+            found = Some(t);
+        }
+    }
+    found.ok_or(AuthError::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Vec<Token> {
+        build(vec![
+            TokenConfig {
+                name: "a".into(),
+                secret: "sa".into(),
+                databases: vec!["one".into()],
+                max_points_per_second: None,
+            },
+            TokenConfig {
+                name: "b".into(),
+                secret: "sb".into(),
+                databases: vec!["*".into()],
+                max_points_per_second: Some(10),
+            },
+        ])
+        .unwrap()
+    }
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn every_credential_form() {
+        let t = tokens();
+        assert_eq!(
+            authenticate(&t, &headers("Token sa"), None).unwrap().name,
+            "a"
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode("anyone:sb");
+        assert_eq!(
+            authenticate(&t, &headers(&format!("Basic {basic}")), None)
+                .unwrap()
+                .name,
+            "b"
+        );
+        assert_eq!(
+            authenticate(&t, &HeaderMap::new(), Some("sa"))
+                .unwrap()
+                .name,
+            "a"
+        );
+        assert_eq!(
+            authenticate(&t, &HeaderMap::new(), None).unwrap_err(),
+            AuthError::Missing
+        );
+        assert_eq!(
+            authenticate(&t, &headers("Token nope"), None).unwrap_err(),
+            AuthError::Unknown
+        );
+        assert_eq!(
+            authenticate(&t, &headers("token sa"), None).unwrap_err(),
+            AuthError::Unknown
+        );
+        assert!(t[0].allows("one") && !t[0].allows("two") && t[1].allows("two"));
+    }
+
+    #[test]
+    fn rejects_bad_tables() {
+        let ok = TokenConfig {
+            name: "a".into(),
+            secret: "s".into(),
+            databases: vec!["*".into()],
+            max_points_per_second: None,
+        };
+        let empty_secret = TokenConfig {
+            secret: String::new(),
+            ..ok.clone()
+        };
+        assert!(build(vec![empty_secret])
+            .unwrap_err()
+            .message
+            .contains("empty `secret`"));
+        let dup = TokenConfig {
+            name: "b".into(),
+            ..ok.clone()
+        };
+        assert!(build(vec![ok.clone(), dup])
+            .unwrap_err()
+            .message
+            .contains("same secret"));
+    }
+
+    #[test]
+    fn limiter_goes_into_debt_then_waits() {
+        let start = Instant::now();
+        let mut l = Limiter::new(100);
+        l.last = start;
+        assert!(l.take(150.0, start).is_ok()); // a full bucket admits a large request
+        let wait = l.take(1.0, start).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert!(l.take(1.0, start + Duration::from_millis(600)).is_ok());
+    }
+}

@@ -1,0 +1,346 @@
+//! `POST /write` (v1) and `POST /api/v2/write`: auth, parameters, body, parse, admit.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::{Request, StatusCode};
+
+use super::auth::{self, AuthError, Token};
+use super::{error, json, retry_later, set_error_header, State};
+use crate::buffer::Refusal;
+use crate::http::body::{self, BodyError, Encoding};
+use crate::http::HttpResponse;
+use crate::line_protocol::{Line, ParseError, ParseErrorKind, Parser, Precision};
+use crate::metric::{Metric, Origin};
+use crate::pipeline::{add_missing_tags, now_ns};
+
+/// Which write API a request came in on: they differ in parameter names and precisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/write`: `db`, `rp`, precision `n u ms s m h` (and `ns`, `us`).
+    V1,
+    /// `/api/v2/write`: `bucket` (`db` or `db/rp`), `org`, precision `ns us ms s`.
+    V2,
+}
+
+/// The most bad lines listed in one 400 response.
+const MAX_LISTED_ERRORS: usize = 100;
+
+/// The query string as a map (last value wins), percent-decoded.
+pub fn params(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Authenticates the request against the token table (a no-op when auth is off).
+///
+/// # Errors
+/// The 403 or 401 response to send.
+pub fn authenticate<'s>(
+    state: &'s State,
+    req: &Request<Incoming>,
+    params: &HashMap<String, String>,
+) -> Result<Option<&'s Token>, Box<HttpResponse>> {
+    let tokens = &state.settings.tokens;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    match auth::authenticate(tokens, req.headers(), params.get("p").map(String::as_str)) {
+        Ok(t) => Ok(Some(t)),
+        Err(AuthError::Missing) => Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "authentication required: send `Authorization: Token <secret>`, Basic auth, or ?u=&p=",
+        ))),
+        Err(AuthError::Unknown) => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "authorization failed: unknown token",
+        ))),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> HttpResponse {
+    let message = message.into();
+    let mut r = json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({
+            "code": "invalid",
+            "message": message,
+            "op": "writing line protocol",
+            "err": message,
+        }),
+    );
+    set_error_header(&mut r, &message);
+    r
+}
+
+fn too_large(max: usize) -> HttpResponse {
+    let message = format!("request body is larger than max_body_size ({max} bytes)");
+    let mut r = json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &serde_json::json!({ "code": "invalid", "message": message, "maxLength": max }),
+    );
+    set_error_header(&mut r, &message);
+    r
+}
+
+/// Handles one write request.
+pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResponse {
+    // One receive time for every point of the request that has no timestamp.
+    let received = now_ns();
+    let params = params(&req);
+    let token = match authenticate(state, &req, &params) {
+        Ok(t) => t,
+        Err(response) => return *response,
+    };
+    let origin = match api {
+        Api::V1 => match params.get("db").filter(|db| !db.is_empty()) {
+            Some(db) => Origin::new(db.as_str(), params.get("rp").map(String::as_str)),
+            None => return bad_request("database is required: add ?db=NAME to the URL"),
+        },
+        Api::V2 => match params.get("bucket").filter(|b| !b.is_empty()) {
+            Some(bucket) => match bucket.split_once('/') {
+                Some((db, rp)) => Origin::new(db, Some(rp)),
+                None => Origin::new(bucket.as_str(), None),
+            },
+            None => return bad_request("bucket is required: add ?bucket=NAME to the URL"),
+        },
+    };
+    if let Some(t) = token {
+        if !t.allows(&origin.db) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "token {:?} may not write to database {:?}",
+                    t.name, origin.db
+                ),
+            );
+        }
+    }
+    let precision = match params.get("precision").map(String::as_str) {
+        None | Some("") => Precision::Nanoseconds,
+        Some(p) => match Precision::from_param(p) {
+            Some(Precision::Minutes | Precision::Hours) if api == Api::V2 => {
+                return bad_request(format!("invalid precision {p:?}; use ns, us, ms or s"))
+            }
+            Some(precision) => precision,
+            None => {
+                return bad_request(format!(
+                    "invalid precision {p:?}; use ns, us, ms, s{}",
+                    if api == Api::V1 { ", m or h" } else { "" }
+                ))
+            }
+        },
+    };
+    if state.shutdown.is_cancelled() {
+        return shutting_down();
+    }
+    let encoding = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let Some(encoding) = Encoding::from_header(encoding) else {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid",
+            "unsupported Content-Encoding; use gzip or identity",
+        );
+    };
+    let max = state.settings.max_body;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max);
+    }
+    let read = body::read(req.into_body(), encoding, max);
+    let body = match tokio::time::timeout(state.settings.read_timeout, read).await {
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid",
+                format!(
+                    "request body not received within read_timeout ({:?})",
+                    state.settings.read_timeout
+                ),
+            )
+        }
+        Ok(Err(BodyError::TooLarge { max })) => return too_large(max),
+        Ok(Err(e @ BodyError::Gzip(_))) => return bad_request(crate::error_chain(&e)),
+        Ok(Err(e @ BodyError::Read(_))) => return bad_request(crate::error_chain(&e)),
+        Ok(Ok(body)) => body,
+    };
+    state
+        .stats
+        .bytes_received
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text,
+        Err(e) => {
+            let before = &body[..e.valid_up_to()];
+            let line = memchr::memchr_iter(b'\n', before).count() + 1;
+            let column = e.valid_up_to() - memchr::memrchr(b'\n', before).map_or(0, |i| i + 1) + 1;
+            let error = ParseError {
+                line,
+                column,
+                kind: ParseErrorKind::InvalidUtf8,
+            };
+            return parse_failure(&[error], false);
+        }
+    };
+    let default_time = precision.truncate(received);
+    let origin = Arc::new(origin);
+    let (mut metrics, errors) = parse(
+        text,
+        precision,
+        default_time,
+        &origin,
+        state.settings.max_line,
+    );
+    if !errors.is_empty() && (!state.settings.accept_partial || metrics.is_empty()) {
+        return parse_failure(&errors, false);
+    }
+    if let Some(t) = token {
+        if let Err(wait) = t.admit(metrics.len()) {
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests",
+                format!("token {:?} is over its max_points_per_second", t.name),
+                wait.as_secs_f64().ceil() as u64,
+            );
+        }
+    }
+    if state.settings.add_agent_tags {
+        let tags = state.pipeline.agent_tags();
+        for m in &mut metrics {
+            add_missing_tags(m, tags);
+        }
+    }
+    let points = metrics.len();
+    let admitted = tokio::time::timeout(
+        state.settings.write_timeout,
+        state.pipeline.deliver(metrics),
+    )
+    .await;
+    match admitted {
+        Ok(Ok(())) => {
+            state.pipeline.note_database(&origin.db);
+            state
+                .stats
+                .points_written
+                .fetch_add(points as u64, Ordering::Relaxed);
+            if errors.is_empty() {
+                let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            } else {
+                parse_failure(&errors, true)
+            }
+        }
+        Ok(Err(Refusal::ShuttingDown)) => shutting_down(),
+        Ok(Err(refusal)) => {
+            tracing::debug!(%refusal, points, "write refused");
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{refusal}; nothing was written, retry later"),
+                refusal.retry_after_secs(),
+            )
+        }
+        Err(_) => retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "write not admitted within write_timeout ({:?}); retry later",
+                state.settings.write_timeout
+            ),
+            1,
+        ),
+    }
+}
+
+fn shutting_down() -> HttpResponse {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "heliograph is shutting down; nothing was written, retry later".into(),
+        Refusal::ShuttingDown.retry_after_secs(),
+    )
+}
+
+/// Parses a whole body into metrics; returns the good metrics and every bad line.
+pub fn parse(
+    text: &str,
+    precision: Precision,
+    default_time: i64,
+    origin: &Arc<Origin>,
+    max_line: usize,
+) -> (Vec<Metric>, Vec<ParseError>) {
+    let mut parser = Parser::new(text).with_max_line(max_line);
+    let mut line = Line::default();
+    let mut metrics = Vec::with_capacity(text.len() / 64);
+    let mut errors = Vec::new();
+    while let Some(result) = parser.next_into(&mut line) {
+        let converted = result.and_then(|()| {
+            line.to_metric(precision, default_time, origin)
+                .map_err(|kind| ParseError {
+                    line: 0, // filled in below: the parser has moved on, so ask it for the line
+                    column: 1,
+                    kind,
+                })
+        });
+        match converted {
+            Ok(m) => metrics.push(m),
+            Err(mut e) => {
+                if e.line == 0 {
+                    e.line = parser.last_line();
+                }
+                errors.push(e);
+            }
+        }
+    }
+    (metrics, errors)
+}
+
+/// 400 with the spec's LineProtocolError: the first bad line, and every bad line in `err`.
+fn parse_failure(errors: &[ParseError], partial: bool) -> HttpResponse {
+    let first = &errors[0];
+    let mut message = format!("unable to parse line {}: {}", first.line, first.kind);
+    message.push_str(&format!(" (column {})", first.column));
+    if errors.len() > 1 {
+        message.push_str(&format!(" (and {} other bad lines)", errors.len() - 1));
+    }
+    message = if partial {
+        format!("partial write: {message}; the other lines were written")
+    } else {
+        format!("{message}; nothing was written")
+    };
+    let mut err: Vec<String> = errors
+        .iter()
+        .take(MAX_LISTED_ERRORS)
+        .map(ToString::to_string)
+        .collect();
+    if errors.len() > MAX_LISTED_ERRORS {
+        err.push(format!("... and {} more", errors.len() - MAX_LISTED_ERRORS));
+    }
+    let mut r = json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({
+            "code": "invalid",
+            "message": message,
+            "op": "writing line protocol",
+            "err": err.join("\n"),
+            "line": first.line,
+        }),
+    );
+    set_error_header(&mut r, &message);
+    r
+}

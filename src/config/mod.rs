@@ -1,0 +1,643 @@
+//! Loading `agent.toml` (and a config directory) into a checked [`Config`] with built plugins.
+//!
+//! The shape is Telegraf's: `[agent]`, `[global_tags]`, `[[inputs.NAME]]`,
+//! `[[processors.NAME]]`, `[[outputs.NAME]]`. `${VAR}` / `${VAR:-default}` are substituted first
+//! ([`env`]). Every table denies unknown keys, and loading collects every problem before failing,
+//! each with file, line and key, so one pass fixes the file. Plugins are built here (their `new`
+//! checks their options and does no I/O), so a config that loads is one that can start.
+
+pub mod env;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use crate::plugins::{
+    self, BuildContext, BuildFailure, BuildFn, BuiltInput, DynOutput, DynProcessor,
+};
+pub use units::{ConfigDuration, ConfigSize};
+
+/// A place in a config file: `agent.toml:12:5`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: Arc<Path>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One problem in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error, an unknown key, a value of the wrong type or out of range.
+    #[error("{at}: {message}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// Every problem found while loading; `Display` prints one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                write!(f, ": {s}")?;
+                source = s.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// `[agent]`: settings for the whole agent, Telegraf's names and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// How often inputs gather. Default `"10s"`.
+    pub interval: ConfigDuration,
+    /// Align gathers to multiples of `interval`. Default true.
+    pub round_interval: bool,
+    /// A random delay of up to this before each gather. Default `"0s"`.
+    pub collection_jitter: ConfigDuration,
+    /// How often outputs write what is buffered. Default `"10s"`.
+    pub flush_interval: ConfigDuration,
+    /// A random delay of up to this added to each flush. Default `"0s"`.
+    pub flush_jitter: ConfigDuration,
+    /// The most points an output writes in one batch. Default 1000.
+    pub metric_batch_size: usize,
+    /// The most points an output's buffer holds; over it writes get 503. Default 10000.
+    pub metric_buffer_limit: usize,
+    /// The `host` tag on gathered metrics; empty means the system's hostname.
+    pub hostname: String,
+    /// Leave the `host` tag off gathered metrics. Default false.
+    pub omit_hostname: bool,
+    /// Where local state lives (buckets, spools). Default `"./data"`.
+    pub data_dir: PathBuf,
+    /// Log at debug level. Default false.
+    pub debug: bool,
+    /// Log only errors. Default false.
+    pub quiet: bool,
+    /// Log to this file instead of stderr; empty means stderr.
+    pub logfile: String,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            interval: ConfigDuration::secs(10),
+            round_interval: true,
+            collection_jitter: ConfigDuration::default(),
+            flush_interval: ConfigDuration::secs(10),
+            flush_jitter: ConfigDuration::default(),
+            metric_batch_size: 1000,
+            metric_buffer_limit: 10_000,
+            hostname: String::new(),
+            omit_hostname: false,
+            data_dir: PathBuf::from("./data"),
+            debug: false,
+            quiet: false,
+            logfile: String::new(),
+        }
+    }
+}
+
+/// Options every input takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputCommon {
+    /// A name for this instance in logs (`inputs.cpu::alias`).
+    pub alias: Option<String>,
+    /// Overrides `[agent] interval` for this input.
+    pub interval: Option<ConfigDuration>,
+    /// Replaces the measurement name.
+    pub name_override: Option<String>,
+    /// Prepended to the measurement name.
+    pub name_prefix: Option<String>,
+    /// Appended to the measurement name.
+    pub name_suffix: Option<String>,
+    /// Tags added to every metric, without overwriting tags a metric has.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+const INPUT_COMMON: &[&str] = &[
+    "alias",
+    "interval",
+    "name_override",
+    "name_prefix",
+    "name_suffix",
+    "tags",
+];
+
+/// Options every processor takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorCommon {
+    /// A name for this instance in logs.
+    pub alias: Option<String>,
+    /// Position in the chain; lower runs first, then file order.
+    pub order: Option<i64>,
+}
+const PROCESSOR_COMMON: &[&str] = &["alias", "order"];
+
+/// How an output's buffer keeps what it has not written yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferMode {
+    /// In memory: fast, lost on a crash.
+    #[default]
+    Memory,
+}
+
+/// Options every output takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputCommon {
+    /// A name for this instance in logs.
+    pub alias: Option<String>,
+    /// How the buffer keeps unwritten points. Default `"memory"`.
+    #[serde(default)]
+    pub buffer: BufferMode,
+    /// The most points the buffer holds; default `[agent] metric_buffer_limit`.
+    pub buffer_limit: Option<usize>,
+    /// Overrides `[agent] metric_batch_size`.
+    pub metric_batch_size: Option<usize>,
+    /// Overrides `[agent] flush_interval`.
+    pub flush_interval: Option<ConfigDuration>,
+    /// Overrides `[agent] flush_jitter`.
+    pub flush_jitter: Option<ConfigDuration>,
+}
+const OUTPUT_COMMON: &[&str] = &[
+    "alias",
+    "buffer",
+    "buffer_limit",
+    "metric_batch_size",
+    "flush_interval",
+    "flush_jitter",
+];
+
+/// A built plugin with its id, location and shared options.
+#[derive(Debug)]
+pub struct Configured<P, C> {
+    /// The plugin id (`cpu`, `file`).
+    pub name: String,
+    /// Where its table starts.
+    pub at: Location,
+    /// The shared options.
+    pub common: C,
+    /// The built plugin.
+    pub plugin: P,
+}
+
+impl<P, C: HasAlias> Configured<P, C> {
+    /// `inputs.NAME` or `inputs.NAME::alias`, for logs.
+    pub fn id(&self, kind: &str) -> String {
+        match self.common.alias() {
+            Some(alias) => format!("{kind}.{}::{alias}", self.name),
+            None => format!("{kind}.{}", self.name),
+        }
+    }
+}
+
+/// Common options that carry an alias.
+pub trait HasAlias {
+    /// The alias, if set.
+    fn alias(&self) -> Option<&str>;
+}
+impl HasAlias for InputCommon {
+    fn alias(&self) -> Option<&str> {
+        self.alias.as_deref()
+    }
+}
+impl HasAlias for ProcessorCommon {
+    fn alias(&self) -> Option<&str> {
+        self.alias.as_deref()
+    }
+}
+impl HasAlias for OutputCommon {
+    fn alias(&self) -> Option<&str> {
+        self.alias.as_deref()
+    }
+}
+
+/// A checked configuration with every plugin built.
+#[derive(Debug)]
+pub struct Config {
+    /// `[agent]`.
+    pub agent: AgentSection,
+    /// `[global_tags]`.
+    pub global_tags: BTreeMap<String, String>,
+    /// Inputs in file order.
+    pub inputs: Vec<Configured<BuiltInput, InputCommon>>,
+    /// Processors in chain order (`order`, then file order).
+    pub processors: Vec<Configured<Box<dyn DynProcessor>, ProcessorCommon>>,
+    /// Outputs in file order.
+    pub outputs: Vec<Configured<Box<dyn DynOutput>, OutputCommon>>,
+    /// Environment variables referenced without a default and not set.
+    pub unset_variables: Vec<String>,
+}
+
+impl fmt::Debug for dyn DynProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("processor")
+    }
+}
+impl fmt::Debug for dyn DynOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("output")
+    }
+}
+
+/// Loads `path` and, when given, every `*.toml` in `dir` in name order.
+///
+/// # Errors
+/// Every problem found, each naming file, line and key.
+pub fn load(path: &Path, dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut files = vec![path.to_path_buf()];
+    if let Some(dir) = dir {
+        let entries = std::fs::read_dir(dir).map_err(|source| {
+            ConfigErrors(vec![ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            }])
+        })?;
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => texts.push((file, text)),
+            Err(source) => errors.push(ConfigError::Read { path: file, source }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    from_texts(&texts, |name| std::env::var(name).ok())
+}
+
+/// Loads config from `(file name, text)` pairs; the first holds `[agent]`, later ones add plugins.
+///
+/// # Errors
+/// Every problem found, each naming file, line and key.
+pub fn from_texts(
+    texts: &[(PathBuf, String)],
+    lookup: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Config, ConfigErrors> {
+    let mut loader = Loader::default();
+    let mut unset_variables = Vec::new();
+    for (file, raw) in texts {
+        let (text, unset) = env::substitute(raw, lookup);
+        unset_variables.extend(unset);
+        loader.file(Arc::from(file.as_path()), &text);
+    }
+    if !loader.errors.is_empty() {
+        return Err(ConfigErrors(loader.errors));
+    }
+    let mut processors = loader.processors;
+    processors.sort_by_key(|p| p.common.order.unwrap_or(0));
+    Ok(Config {
+        agent: loader.agent.unwrap_or_default(),
+        global_tags: loader.global_tags,
+        inputs: loader.inputs,
+        processors,
+        outputs: loader.outputs,
+        unset_variables,
+    })
+}
+
+#[derive(Default)]
+struct Loader {
+    agent: Option<AgentSection>,
+    global_tags: BTreeMap<String, String>,
+    inputs: Vec<Configured<BuiltInput, InputCommon>>,
+    processors: Vec<Configured<Box<dyn DynProcessor>, ProcessorCommon>>,
+    outputs: Vec<Configured<Box<dyn DynOutput>, OutputCommon>>,
+    errors: Vec<ConfigError>,
+    /// The build context; its values come from `[agent]` of the first file.
+    cx: BuildContext,
+}
+
+struct FileCx<'t> {
+    file: Arc<Path>,
+    text: &'t str,
+}
+
+impl FileCx<'_> {
+    fn at(&self, span: Option<Range<usize>>) -> Location {
+        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Location {
+            file: Arc::clone(&self.file),
+            line,
+            column,
+        }
+    }
+
+    fn invalid(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            at: self.at(span),
+            message: message.into(),
+        }
+    }
+
+    fn de_error(&self, context: &str, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim_end().to_owned();
+        self.invalid(e.span(), format!("{context}: {message}"))
+    }
+}
+
+impl Loader {
+    fn file(&mut self, file: Arc<Path>, text: &str) {
+        let fcx = FileCx { file, text };
+        let root = match DeTable::parse(text) {
+            Ok(root) => root.into_inner(),
+            Err(e) => {
+                self.errors.push(fcx.de_error("invalid TOML", &e));
+                return;
+            }
+        };
+        // `[agent]` first: plugins read its defaults.
+        let mut rest = Vec::new();
+        for (key, value) in root {
+            if key.get_ref() == "agent" {
+                if self.agent.is_some() {
+                    self.errors.push(fcx.invalid(
+                        Some(key.span()),
+                        "[agent] may appear only once, in the main config file",
+                    ));
+                    continue;
+                }
+                match deserialize::<AgentSection>(value) {
+                    Ok(agent) => {
+                        self.cx.flush_interval = agent.flush_interval.0;
+                        self.agent = Some(agent);
+                    }
+                    Err(e) => self.errors.push(fcx.de_error("[agent]", &e)),
+                }
+            } else {
+                rest.push((key, value));
+            }
+        }
+        for (key, value) in rest {
+            match key.get_ref().as_ref() {
+                "global_tags" => match deserialize::<BTreeMap<String, String>>(value) {
+                    Ok(tags) => self.global_tags.extend(tags),
+                    Err(e) => self.errors.push(fcx.de_error("[global_tags]", &e)),
+                },
+                kind @ ("inputs" | "processors" | "outputs") => {
+                    let kind = kind.to_owned();
+                    self.plugins(&fcx, &kind, value);
+                }
+                other => self.errors.push(fcx.invalid(
+                    Some(key.span()),
+                    format!(
+                        "unknown top-level key `{other}`; expected agent, global_tags, inputs, processors or outputs"
+                    ),
+                )),
+            }
+        }
+    }
+
+    fn plugins(&mut self, fcx: &FileCx<'_>, kind: &str, value: Spanned<DeValue<'_>>) {
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.errors.push(fcx.invalid(
+                Some(span),
+                format!("`{kind}` must hold tables such as [[{kind}.NAME]]"),
+            ));
+            return;
+        };
+        for (name, entries) in table {
+            let name_span = name.span();
+            let name = name.into_inner().into_owned();
+            let known: Vec<&str> = match kind {
+                "inputs" => plugins::inputs::ALL.iter().map(|e| e.name).collect(),
+                "processors" => plugins::processors::ALL.iter().map(|e| e.name).collect(),
+                _ => plugins::outputs::ALL.iter().map(|e| e.name).collect(),
+            };
+            if !known.contains(&name.as_str()) {
+                let known = if known.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                self.errors.push(fcx.invalid(
+                    Some(name_span),
+                    format!(
+                        "unknown {} plugin `{name}`; known: {known}",
+                        &kind[..kind.len() - 1]
+                    ),
+                ));
+                continue;
+            }
+            let entries_span = entries.span();
+            let tables = match entries.into_inner() {
+                DeValue::Array(items) => items,
+                _ => {
+                    self.errors.push(fcx.invalid(
+                        Some(entries_span),
+                        format!(
+                            "write [[{kind}.{name}]] (an array of tables), not [{kind}.{name}]"
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            for item in tables {
+                self.plugin(fcx, kind, &name, item);
+            }
+        }
+    }
+
+    fn plugin(&mut self, fcx: &FileCx<'_>, kind: &str, name: &str, item: Spanned<DeValue<'_>>) {
+        let context = format!("[[{kind}.{name}]]");
+        let span = item.span();
+        let DeValue::Table(table) = item.into_inner() else {
+            self.errors
+                .push(fcx.invalid(Some(span), format!("{context} must be a table")));
+            return;
+        };
+        let at = fcx.at(Some(span.clone()));
+        let common_keys = match kind {
+            "inputs" => INPUT_COMMON,
+            "processors" => PROCESSOR_COMMON,
+            _ => OUTPUT_COMMON,
+        };
+        let mut common = DeTable::new();
+        let mut own = DeTable::new();
+        for (k, v) in table {
+            if common_keys.contains(&k.get_ref().as_ref()) {
+                common.insert(k, v);
+            } else {
+                own.insert(k, v);
+            }
+        }
+        let common = Spanned::new(span.clone(), DeValue::Table(common));
+        let own = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(own)));
+        let cx = &self.cx;
+        let mut errors = Vec::new();
+        match kind {
+            "inputs" => {
+                let entry = plugins::inputs::ALL.iter().find(|e| e.name == name);
+                let built = build(
+                    fcx,
+                    &context,
+                    at,
+                    name,
+                    common,
+                    own,
+                    cx,
+                    entry.map(|e| e.build),
+                );
+                built
+                    .map(|c| self.inputs.push(c))
+                    .unwrap_or_else(|e| errors = e);
+            }
+            "processors" => {
+                let entry = plugins::processors::ALL.iter().find(|e| e.name == name);
+                let built = build(
+                    fcx,
+                    &context,
+                    at,
+                    name,
+                    common,
+                    own,
+                    cx,
+                    entry.map(|e| e.build),
+                );
+                built
+                    .map(|c| self.processors.push(c))
+                    .unwrap_or_else(|e| errors = e);
+            }
+            _ => {
+                let entry = plugins::outputs::ALL.iter().find(|e| e.name == name);
+                let built = build(
+                    fcx,
+                    &context,
+                    at,
+                    name,
+                    common,
+                    own,
+                    cx,
+                    entry.map(|e| e.build),
+                );
+                built
+                    .map(|c| self.outputs.push(c))
+                    .unwrap_or_else(|e| errors = e);
+            }
+        }
+        self.errors.extend(errors);
+    }
+}
+
+/// Deserializes the shared options and builds the plugin, reporting problems in both.
+#[allow(clippy::too_many_arguments)]
+fn build<P, C: DeserializeOwned>(
+    fcx: &FileCx<'_>,
+    context: &str,
+    at: Location,
+    name: &str,
+    common: Spanned<DeValue<'_>>,
+    own: ValueDeserializer<'_>,
+    cx: &BuildContext,
+    build: Option<BuildFn<P>>,
+) -> Result<Configured<P, C>, Vec<ConfigError>> {
+    let build = build.expect("the caller checked the plugin name against the registry");
+    let common = deserialize::<C>(common);
+    let plugin = build(own, cx);
+    match (common, plugin) {
+        (Ok(common), Ok(plugin)) => Ok(Configured {
+            name: name.to_owned(),
+            at,
+            common,
+            plugin,
+        }),
+        (common, plugin) => {
+            let mut errors = Vec::new();
+            if let Err(e) = common {
+                errors.push(fcx.de_error(context, &e));
+            }
+            match plugin {
+                Err(BuildFailure::Config(e)) => errors.push(fcx.de_error(context, &e)),
+                Err(BuildFailure::Invalid(e)) => errors.push(ConfigError::Invalid {
+                    at,
+                    message: format!("{context}: {e}"),
+                }),
+                Ok(_) => {}
+            }
+            Err(errors)
+        }
+    }
+}
+
+fn deserialize<T: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, toml::de::Error> {
+    T::deserialize(ValueDeserializer::from(value))
+}
+
+/// The `host` tag for gathered metrics: `[agent] hostname`, else the system's.
+pub fn hostname(agent: &AgentSection) -> String {
+    if !agent.hostname.is_empty() {
+        return agent.hostname.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `flush_interval` of an output: its own, else `[agent]`'s.
+pub fn flush_interval(agent: &AgentSection, common: &OutputCommon) -> Duration {
+    common.flush_interval.unwrap_or(agent.flush_interval).0
+}
+
+#[cfg(test)]
+mod tests;

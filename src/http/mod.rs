@@ -1,0 +1,117 @@
+//! The HTTP server plumbing: binding, the accept loop with a connection limit, keep-alive and
+//! header timeouts, graceful shutdown; and capped body reading ([`body`]).
+//!
+//! Handlers are plain async functions from a request to a response, so tests can call them
+//! without a socket. What the endpoints mean lives with the plugin that serves them
+//! (`plugins/inputs/influxdb_listener`).
+
+pub mod body;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A response with its whole body in memory (our responses are small).
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Limits of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time allowed to receive a request's headers (and between requests on a kept-alive
+    /// connection).
+    pub header_timeout: Duration,
+}
+
+/// Binds `address`; `":8186"` means every IPv4 interface, as in Telegraf.
+///
+/// # Errors
+/// The bind failed (address in use, not permitted, not an address).
+pub async fn bind(address: &str) -> io::Result<TcpListener> {
+    let address = if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_owned()
+    };
+    TcpListener::bind(address.as_str()).await
+}
+
+/// Serves connections from `listener` with `handler` until `shutdown`, on `tracker`.
+///
+/// On shutdown the accept loop stops and each connection finishes the request in flight, then
+/// closes.
+pub fn serve<H, F>(
+    listener: TcpListener,
+    options: ServerOptions,
+    handler: H,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let conns = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return,
+                p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            let shutdown = shutdown.clone();
+            conns.spawn(async move {
+                let _permit = permit;
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(options.header_timeout)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,500 @@
+//! Builds the running agent from a [`Config`]: processors, router, output buffers and tasks,
+//! input schedulers and services; and stops it.
+//!
+//! ```text
+//! listener, inputs ─> processors (inline, in order) ─> router ─> buffer per output ─> output task
+//! ```
+//! [`Pipeline::deliver`] is the one place that decides whether a write is admitted: all of it into
+//! every output, or none of it (a [`Refusal`] the listener turns into 503 with Retry-After).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::buffer::{MemoryBuffer, Refusal};
+use crate::config::{self, Config, InputCommon};
+use crate::metric::Metric;
+use crate::plugins::{Accumulator, BuiltInput, DynInput, DynOutput, DynProcessor, ServiceContext};
+
+/// The first retry of a failed output write waits this long; each further one doubles it.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between retries of a failed output write.
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// Counters for one output, read by the internal input and logs.
+#[derive(Debug, Default)]
+pub struct OutputStats {
+    /// Points written successfully.
+    pub written: AtomicU64,
+    /// Failed write attempts.
+    pub errors: AtomicU64,
+}
+
+/// One output as the router sees it.
+#[derive(Debug)]
+pub struct OutputSlot {
+    /// `outputs.NAME` or `outputs.NAME::alias`.
+    pub id: String,
+    /// Where admitted writes wait.
+    pub buffer: Arc<MemoryBuffer>,
+    /// Counters.
+    pub stats: OutputStats,
+    batch_size: usize,
+    flush_interval: Duration,
+    flush_jitter: Duration,
+}
+
+/// Processors, router and buffers: what every producer delivers to.
+pub struct Pipeline {
+    processors: Mutex<Vec<(String, Box<dyn DynProcessor>)>>,
+    outputs: Vec<Arc<OutputSlot>>,
+    /// Databases written to or created, for `SHOW DATABASES`.
+    databases: Mutex<BTreeSet<String>>,
+    /// `host` (unless omitted) and `[global_tags]`, for gathered metrics.
+    agent_tags: Vec<(String, String)>,
+    /// Writes refused for lack of room.
+    pub refused: AtomicU64,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Routes `metrics` to every output: admitted whole into each buffer, or refused.
+    ///
+    /// Processors run first, inline. A write that processors reduce to nothing is admitted.
+    ///
+    /// # Errors
+    /// The first [`Refusal`] met; nothing of the write is queued anywhere then.
+    pub async fn deliver(&self, metrics: Vec<Metric>) -> Result<(), Refusal> {
+        let metrics = self.process(metrics);
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let mut reservations = Vec::with_capacity(self.outputs.len());
+        for out in &self.outputs {
+            match out.buffer.reserve(metrics.len()) {
+                Ok(r) => reservations.push(r),
+                Err(refusal) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(refusal); // dropping `reservations` gives their room back
+                }
+            }
+        }
+        let chunk: Arc<[Metric]> = metrics.into();
+        for r in reservations {
+            r.commit(Arc::clone(&chunk));
+        }
+        Ok(())
+    }
+
+    fn process(&self, mut metrics: Vec<Metric>) -> Vec<Metric> {
+        let mut chain = self.processors.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, p) in chain.iter_mut() {
+            if metrics.is_empty() {
+                break;
+            }
+            metrics = p.apply(metrics);
+        }
+        metrics
+    }
+
+    /// Records that `db` exists (written to, or created with `CREATE DATABASE`).
+    pub fn note_database(&self, db: &str) {
+        let mut dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        if !dbs.contains(db) {
+            dbs.insert(db.to_owned());
+        }
+    }
+
+    /// The databases written to or created since start, sorted.
+    pub fn databases(&self) -> Vec<String> {
+        let dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        dbs.iter().cloned().collect()
+    }
+
+    /// `host` and `[global_tags]`: what gathered metrics carry.
+    pub fn agent_tags(&self) -> &[(String, String)] {
+        &self.agent_tags
+    }
+
+    /// The outputs, in config order.
+    pub fn outputs(&self) -> &[Arc<OutputSlot>] {
+        &self.outputs
+    }
+}
+
+/// Adds `tags` to `m` where it does not already have the key.
+pub fn add_missing_tags(m: &mut Metric, tags: &[(String, String)]) {
+    for (k, v) in tags {
+        if m.tag(k).is_none() {
+            m.add_tag(k.clone(), v.clone());
+        }
+    }
+}
+
+/// A started agent: stop it with [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    /// The pipeline every producer delivers to.
+    pub pipeline: Arc<Pipeline>,
+    inputs_stop: CancellationToken,
+    inputs: TaskTracker,
+    outputs_stop: CancellationToken,
+    outputs: TaskTracker,
+}
+
+/// Builds the pipeline, starts output tasks, service inputs and gather schedulers.
+///
+/// # Errors
+/// A service input that cannot start (an address in use); already started parts are stopped.
+pub async fn start(config: Config) -> Result<Running, crate::plugins::StartError> {
+    let Config {
+        agent,
+        global_tags,
+        inputs,
+        processors,
+        outputs,
+        ..
+    } = config;
+    let mut agent_tags: Vec<(String, String)> = global_tags.into_iter().collect();
+    if !agent.omit_hostname {
+        agent_tags.retain(|(k, _)| k != "host");
+        agent_tags.push(("host".into(), config::hostname(&agent)));
+    }
+    agent_tags.sort();
+    let mut output_tasks = Vec::new();
+    let mut slots = Vec::new();
+    for o in outputs {
+        let id = o.id("outputs");
+        let flush_interval = config::flush_interval(&agent, &o.common);
+        let slot = Arc::new(OutputSlot {
+            buffer: MemoryBuffer::new(
+                id.clone(),
+                o.common.buffer_limit.unwrap_or(agent.metric_buffer_limit),
+                flush_interval,
+            ),
+            id,
+            stats: OutputStats::default(),
+            batch_size: o
+                .common
+                .metric_batch_size
+                .unwrap_or(agent.metric_batch_size)
+                .max(1),
+            flush_interval,
+            flush_jitter: o.common.flush_jitter.unwrap_or(agent.flush_jitter).0,
+        });
+        output_tasks.push((Arc::clone(&slot), o.plugin));
+        slots.push(slot);
+    }
+    let pipeline = Arc::new(Pipeline {
+        processors: Mutex::new(
+            processors
+                .into_iter()
+                .map(|p| (p.id("processors"), p.plugin))
+                .collect(),
+        ),
+        outputs: slots,
+        databases: Mutex::new(BTreeSet::new()),
+        agent_tags,
+        refused: AtomicU64::new(0),
+    });
+    let running = Running {
+        pipeline: Arc::clone(&pipeline),
+        inputs_stop: CancellationToken::new(),
+        inputs: TaskTracker::new(),
+        outputs_stop: CancellationToken::new(),
+        outputs: TaskTracker::new(),
+    };
+    for (slot, output) in output_tasks {
+        let stop = running.outputs_stop.clone();
+        running.outputs.spawn(run_output(slot, output, stop));
+    }
+    for input in inputs {
+        let id = input.id("inputs");
+        match input.plugin {
+            BuiltInput::Service(service) => {
+                let cx = ServiceContext {
+                    pipeline: Arc::clone(&pipeline),
+                    shutdown: running.inputs_stop.clone(),
+                    tracker: running.inputs.clone(),
+                    id: id.clone(),
+                };
+                if let Err(e) = service.start(cx).await {
+                    running.shutdown(Duration::from_secs(5)).await;
+                    return Err(e);
+                }
+            }
+            BuiltInput::Gather(gather) => {
+                let interval = input.common.interval.unwrap_or(agent.interval).0;
+                let schedule = Schedule {
+                    interval,
+                    round: agent.round_interval,
+                    jitter: agent.collection_jitter.0,
+                };
+                running.inputs.spawn(run_input(
+                    id,
+                    gather,
+                    input.common,
+                    schedule,
+                    Arc::clone(&pipeline),
+                    running.inputs_stop.clone(),
+                ));
+            }
+        }
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// Stops inputs (the listener answers 503 from now on), then flushes every buffer to its
+    /// output, waiting at most `timeout` in all. Returns the points left unwritten.
+    pub async fn shutdown(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.inputs_stop.cancel();
+        for out in self.pipeline.outputs() {
+            out.buffer.close();
+        }
+        self.inputs.close();
+        let _ = tokio::time::timeout_at(deadline, self.inputs.wait()).await;
+        self.outputs_stop.cancel();
+        self.outputs.close();
+        let _ = tokio::time::timeout_at(deadline, self.outputs.wait()).await;
+        self.pipeline.outputs().iter().map(|o| o.buffer.len()).sum()
+    }
+}
+
+/// How a gather input is scheduled.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Time between gathers.
+    pub interval: Duration,
+    /// Align ticks to multiples of `interval` since the epoch.
+    pub round: bool,
+    /// Random delay of up to this before each gather.
+    pub jitter: Duration,
+}
+
+async fn run_input(
+    id: String,
+    mut input: Box<dyn DynInput>,
+    common: InputCommon,
+    schedule: Schedule,
+    pipeline: Arc<Pipeline>,
+    stop: CancellationToken,
+) {
+    let interval = schedule.interval.max(Duration::from_millis(10));
+    let first = if schedule.round {
+        let now = now_ns() as u128;
+        let step = interval.as_nanos();
+        Duration::from_nanos((step - now % step) as u64)
+    } else {
+        Duration::ZERO
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
+    // A slow gather never bunches ticks up: the missed ones are skipped (and logged).
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut rng = seed();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if !schedule.jitter.is_zero() {
+            let delay = schedule.jitter.mul_f64(next_unit(&mut rng));
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        let mut acc = Accumulator::new(now_ns());
+        match input.gather(&mut acc).await {
+            Ok(()) => {
+                let mut metrics = acc.into_metrics();
+                decorate(&mut metrics, &common, pipeline.agent_tags());
+                if let Err(refusal) = pipeline.deliver(metrics).await {
+                    tracing::warn!(input = %id, %refusal, "gathered metrics not admitted");
+                }
+            }
+            Err(error) => tracing::error!(input = %id, %error, "gather failed"),
+        }
+    }
+}
+
+/// Applies an input's `name_*` options and `tags`, then the agent's tags, to gathered metrics.
+pub fn decorate(metrics: &mut [Metric], common: &InputCommon, agent_tags: &[(String, String)]) {
+    let plugin_tags: Vec<(String, String)> = common.tags.clone().into_iter().collect();
+    for m in metrics {
+        if let Some(name) = &common.name_override {
+            m.name.clone_from(name);
+        }
+        if let Some(prefix) = &common.name_prefix {
+            m.name.insert_str(0, prefix);
+        }
+        if let Some(suffix) = &common.name_suffix {
+            m.name.push_str(suffix);
+        }
+        add_missing_tags(m, &plugin_tags);
+        add_missing_tags(m, agent_tags);
+    }
+}
+
+async fn run_output(
+    slot: Arc<OutputSlot>,
+    mut output: Box<dyn DynOutput>,
+    stop: CancellationToken,
+) {
+    let mut rng = seed();
+    let mut failures: u32 = 0;
+    loop {
+        let stopping = stop.is_cancelled();
+        if !stopping && slot.buffer.len() < slot.batch_size {
+            // Wait for a full batch, the flush interval, or shutdown.
+            let jitter = slot.flush_jitter.mul_f64(next_unit(&mut rng));
+            let flush = tokio::time::sleep(slot.flush_interval + jitter);
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = flush => {}
+                () = slot.buffer.wait_until_len(slot.batch_size) => {}
+            }
+        }
+        let batch = slot.buffer.peek(slot.batch_size);
+        if batch.is_empty() {
+            if stop.is_cancelled() {
+                return;
+            }
+            continue;
+        }
+        match output.write(&batch).await {
+            Ok(()) => {
+                failures = 0;
+                slot.buffer.consume(batch.len());
+                slot.stats
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                slot.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let backoff = backoff(failures, &mut rng);
+                tracing::error!(
+                    output = %slot.id,
+                    error = %crate::error_chain(&error),
+                    points = batch.len(),
+                    retry_in = ?backoff,
+                    "write failed; the batch stays buffered"
+                );
+                tokio::select! {
+                    () = stop.cancelled() => {
+                        if failures >= 3 {
+                            return; // shutting down and the output keeps failing: give up
+                        }
+                    }
+                    () = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))].
+fn backoff(failures: u32, rng: &mut u64) -> Duration {
+    let exp = RETRY_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    exp.min(RETRY_CAP).mul_f64(next_unit(rng))
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn seed() -> u64 {
+    (now_ns() as u64) ^ 0x9E37_79B9_7F4A_7C15 | 1
+}
+
+/// A uniform number in [0, 1) from a xorshift state: jitter needs spread, not quality.
+fn next_unit(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Gathers every gather input once and returns the decorated metrics (for `--test`/`--once`).
+pub async fn gather_once(config: &mut Config) -> Vec<Metric> {
+    let mut agent_tags: BTreeMap<String, String> = config.global_tags.clone();
+    if !config.agent.omit_hostname {
+        agent_tags.insert("host".into(), config::hostname(&config.agent));
+    }
+    let agent_tags: Vec<(String, String)> = agent_tags.into_iter().collect();
+    let mut out = Vec::new();
+    for input in &mut config.inputs {
+        let id = input.id("inputs");
+        if let BuiltInput::Gather(g) = &mut input.plugin {
+            let mut acc = Accumulator::new(now_ns());
+            match g.gather(&mut acc).await {
+                Ok(()) => {
+                    let mut metrics = acc.into_metrics();
+                    decorate(&mut metrics, &input.common, &agent_tags);
+                    out.extend(metrics);
+                }
+                Err(error) => tracing::error!(input = %id, %error, "gather failed"),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let mut rng = seed();
+        for n in 1..40 {
+            let b = backoff(n, &mut rng);
+            assert!(b <= RETRY_CAP);
+            assert!(b <= RETRY_BASE * 2u32.pow((n - 1).min(6)));
+        }
+    }
+
+    #[test]
+    fn decorate_keeps_existing_tags() {
+        let mut m = Metric::new("cpu", 0);
+        m.add_tag("host", "remote");
+        let common = InputCommon {
+            name_prefix: Some("p_".into()),
+            name_suffix: Some("_s".into()),
+            tags: [
+                ("dc".to_string(), "x".to_string()),
+                ("host".into(), "y".into()),
+            ]
+            .into(),
+            ..InputCommon::default()
+        };
+        let mut ms = vec![m];
+        decorate(
+            &mut ms,
+            &common,
+            &[("host".into(), "me".into()), ("env".into(), "prod".into())],
+        );
+        assert_eq!(ms[0].name, "p_cpu_s");
+        assert_eq!(ms[0].tag("host"), Some("remote"));
+        assert_eq!(ms[0].tag("dc"), Some("x"));
+        assert_eq!(ms[0].tag("env"), Some("prod"));
+    }
+}
