@@ -89,7 +89,11 @@ fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {
         .with_max_level(level)
         .with_target(false);
     if agent.logfile.is_empty() {
-        builder.with_writer(std::io::stderr).init();
+        use std::io::IsTerminal as _;
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init();
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)

@@ -1,0 +1,7 @@
+//! Black-box tests: the real binary, loopback ports, real files, a real HTTP client.
+
+mod harness;
+
+mod cli;
+mod listener;
+mod load;
