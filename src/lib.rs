@@ -18,6 +18,7 @@ pub mod http;
 pub mod line_protocol;
 pub mod metric;
 pub mod pipeline;
+pub mod wal;
 #[path = "../plugins/mod.rs"]
 pub mod plugins;
 

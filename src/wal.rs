@@ -1,0 +1,477 @@
+//! The durable log: segment files of checksummed, sequence-numbered records, appended with
+//! group commit. It is the shared mechanism behind local buckets (and disk buffers).
+//!
+//! A record is `magic u32 | len u32 | crc32c u32 | seq u64 | payload`, little-endian, where the
+//! CRC32C covers `seq` and the payload. Segments are named after their first sequence number
+//! (`00000000000000000042.wal`) and rotate at `segment_bytes`.
+//!
+//! **Group commit.** One writer thread owns the active segment. It takes every append waiting in
+//! its queue, writes them with one `write`, makes them durable with one `fdatasync`, and only then
+//! answers each caller with its sequence number: an `Ok` from [`Log::append`] is the promise that
+//! the record survives a crash. Appends that arrive during an fsync wait for the next one, so
+//! concurrent writers share fsyncs. The directory is fsync'd after a segment is created or
+//! removed, so the file itself survives too.
+//!
+//! **Failures.** A failed write or fsync answers every append of the group with an error (the
+//! caller answers 503; nothing is acknowledged) and the segment is cut back to its last durable
+//! length and abandoned: the next group starts a new segment rather than trusting a file whose
+//! fsync failed. When space returns, appends succeed again.
+//!
+//! **Recovery** ([`Log::open`], and read-only [`read_from`]) scans every segment: a torn tail of
+//! the last segment is truncated; a corrupt record elsewhere is skipped and counted (scanning
+//! resumes at the next valid record); a missing segment and an empty file are tolerated. Opening
+//! never fails because of the contents of the log.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use tokio::sync::oneshot;
+
+const MAGIC: u32 = 0x3147_4C48; // "HLG1" little-endian
+const HEADER: usize = 4 + 4 + 4 + 8;
+/// The largest record accepted; larger lengths in a header mean corruption.
+pub const MAX_RECORD: usize = 256 << 20;
+/// The most bytes one group commit writes before it fsyncs.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+/// A log failure; appends answer with it and nothing is acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    /// Writing or fsyncing failed (disk full, I/O error).
+    #[error("cannot make the write durable in {dir}: {message}")]
+    Io {
+        /// The log directory.
+        dir: String,
+        /// The OS error.
+        message: String,
+        /// Whether it was a full disk.
+        disk_full: bool,
+    },
+    /// The record is larger than [`MAX_RECORD`].
+    #[error("record of {0} bytes is larger than the log's limit")]
+    TooLarge(usize),
+    /// The writer thread has stopped.
+    #[error("the log is closed")]
+    Closed,
+}
+
+/// What recovery found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records found intact.
+    pub records: u64,
+    /// Corrupt records skipped.
+    pub corrupt: u64,
+    /// Bytes cut from the end of the last segment (a torn write).
+    pub truncated_bytes: u64,
+    /// Empty segment files removed.
+    pub empty_segments: u64,
+    /// Gaps in sequence numbers between segments (a segment lost).
+    pub gaps: u64,
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.wal")
+}
+
+/// Segment files in `dir`, sorted by first sequence number.
+pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(seq) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Fsyncs a directory so entries created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let mut crc = crc32c::crc32c(&seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Tries to decode a record at `at`; `None` if there is no valid record there.
+fn decode(buf: &[u8], at: usize) -> Option<(Record, usize)> {
+    let h = buf.get(at..at + HEADER)?;
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    if word(0) != MAGIC {
+        return None;
+    }
+    let len = word(4) as usize;
+    if len > MAX_RECORD {
+        return None;
+    }
+    let seq = u64::from_le_bytes(h[12..20].try_into().expect("8 bytes"));
+    let payload = buf.get(at + HEADER..at + HEADER + len)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload);
+    if crc != word(8) {
+        return None;
+    }
+    Some((
+        Record {
+            seq,
+            payload: payload.to_vec(),
+        },
+        at + HEADER + len,
+    ))
+}
+
+/// Scans one segment: its valid records, how many corrupt stretches were skipped, and the
+/// offset just past the last valid record.
+fn scan(buf: &[u8]) -> (Vec<Record>, u64, usize) {
+    let mut records = Vec::new();
+    let mut corrupt = 0;
+    let mut at = 0;
+    let mut end = 0;
+    while at < buf.len() {
+        if let Some((r, next)) = decode(buf, at) {
+            records.push(r);
+            at = next;
+            end = next;
+            continue;
+        }
+        // Not a valid record here: look for the next one that validates.
+        let magic = MAGIC.to_le_bytes();
+        let mut probe = at + 1;
+        let mut found = None;
+        while let Some(i) = memchr::memmem::find(&buf[probe..], &magic) {
+            if decode(buf, probe + i).is_some() {
+                found = Some(probe + i);
+                break;
+            }
+            probe += i + 1;
+        }
+        match found {
+            Some(next) => {
+                corrupt += 1;
+                at = next;
+            }
+            None => break, // nothing valid after this point: a torn tail
+        }
+    }
+    (records, corrupt, end)
+}
+
+fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    File::open(path)?.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads every intact record with `seq >= from`, without writing anything (safe beside a running
+/// writer: a record is visible once its group commit completed).
+///
+/// # Errors
+/// The directory cannot be listed or a segment cannot be read.
+pub fn read_from(dir: &Path, from: u64, mut each: impl FnMut(Record)) -> io::Result<Recovery> {
+    let mut stats = Recovery::default();
+    let segs = segments(dir)?;
+    for (i, (_, path)) in segs.iter().enumerate() {
+        // Skip whole segments that end before `from`.
+        if segs.get(i + 1).is_some_and(|(next, _)| *next <= from) {
+            continue;
+        }
+        let buf = match read_file(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // removed meanwhile
+            Err(e) => return Err(e),
+        };
+        let (records, corrupt, _) = scan(&buf);
+        stats.corrupt += corrupt;
+        for r in records {
+            if r.seq >= from {
+                stats.records += 1;
+                each(r);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+enum Request {
+    Append {
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, LogError>>,
+    },
+}
+
+/// The writing side of a log: appends with group commit. Dropping it stops the writer thread
+/// once every queued append has been answered.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    tx: mpsc::Sender<Request>,
+    /// The highest sequence number made durable.
+    durable: Arc<AtomicU64>,
+    /// Group commits (fsyncs) done.
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Request")
+    }
+}
+
+/// Options for [`Log::open`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// Rotate to a new segment past this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering it, and starts the writer thread.
+    ///
+    /// Returns the log, what recovery found, and every intact record (for the caller to replay).
+    ///
+    /// # Errors
+    /// Only I/O errors on the directory itself (cannot create, list, or open a segment); never
+    /// the contents of the log.
+    pub fn open(dir: &Path, options: LogOptions) -> io::Result<(Log, Recovery, Vec<Record>)> {
+        fs::create_dir_all(dir)?;
+        let mut stats = Recovery::default();
+        let mut all = Vec::new();
+        let segs = segments(dir)?;
+        let mut last_seq: Option<u64> = None;
+        for (i, (_, path)) in segs.iter().enumerate() {
+            let buf = read_file(path)?;
+            if buf.is_empty() {
+                fs::remove_file(path)?;
+                stats.empty_segments += 1;
+                continue;
+            }
+            let (records, corrupt, end) = scan(&buf);
+            stats.corrupt += corrupt;
+            if let (Some(prev), Some(r)) = (last_seq, records.first()) {
+                if r.seq > prev + 1 {
+                    stats.gaps += 1;
+                }
+            }
+            if i == segs.len() - 1 && end < buf.len() {
+                // A torn tail: cut it so appends continue from a clean end.
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(end as u64)?;
+                f.sync_all()?;
+                stats.truncated_bytes += (buf.len() - end) as u64;
+            }
+            if let Some(r) = records.last() {
+                last_seq = Some(r.seq);
+            }
+            stats.records += records.len() as u64;
+            all.extend(records);
+        }
+        if stats.empty_segments > 0 {
+            sync_dir(dir)?;
+        }
+        let next_seq = last_seq.map_or(1, |s| s + 1);
+        let durable = Arc::new(AtomicU64::new(next_seq - 1));
+        let commits = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            options,
+            file: None,
+            file_len: 0,
+            next_seq,
+            durable: Arc::clone(&durable),
+            commits: Arc::clone(&commits),
+        };
+        std::thread::Builder::new()
+            .name("heliograph-wal".into())
+            .spawn(move || writer.run(rx))?;
+        Ok((
+            Log {
+                dir: dir.to_path_buf(),
+                tx,
+                durable,
+                commits,
+            },
+            stats,
+            all,
+        ))
+    }
+
+    /// Appends `payload`; resolves once it is durable (or failed), with its sequence number.
+    ///
+    /// # Errors
+    /// [`LogError`]: the write was not made durable and must not be acknowledged.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<u64, LogError> {
+        if payload.len() > MAX_RECORD {
+            return Err(LogError::TooLarge(payload.len()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Append { payload, reply })
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Group commits (fsyncs) done since open.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The highest sequence number made durable so far.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Removes segments whose records all have `seq < before` (never the newest segment).
+    ///
+    /// # Errors
+    /// I/O errors listing or removing.
+    pub fn remove_before(&self, before: u64) -> io::Result<usize> {
+        let segs = segments(&self.dir)?;
+        let mut removed = 0;
+        for w in segs.windows(2) {
+            // A segment ends where the next begins.
+            if w[1].0 <= before {
+                fs::remove_file(&w[0].1)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    options: LogOptions,
+    /// The active segment, or `None` before the first append or after a failure.
+    file: Option<File>,
+    /// Durable length of the active segment.
+    file_len: u64,
+    next_seq: u64,
+    durable: Arc<AtomicU64>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut replies = Vec::new();
+        while let Ok(first) = rx.recv() {
+            buf.clear();
+            replies.clear();
+            let mut next = Some(first);
+            while let Some(Request::Append { payload, reply }) = next.take() {
+                encode(self.next_seq, &payload, &mut buf);
+                replies.push((self.next_seq, reply));
+                self.next_seq += 1;
+                if buf.len() >= MAX_GROUP_BYTES {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            let result = self.commit(&buf);
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            if result.is_ok() {
+                let last = replies.last().map_or(0, |(s, _)| *s);
+                self.durable.store(last, Ordering::Release);
+            }
+            for (seq, reply) in replies.drain(..) {
+                let _ = reply.send(result.clone().map(|()| seq));
+            }
+        }
+    }
+
+    /// Writes and fsyncs one group.
+    fn commit(&mut self, buf: &[u8]) -> Result<(), LogError> {
+        let first_seq = self.next_seq - count_records(buf);
+        let result = self.try_commit(buf, first_seq);
+        if let Err(e) = &result {
+            // Do not trust this segment again: cut it back to its durable length and start a
+            // new one for the next group.
+            if let Some(f) = self.file.take() {
+                let _ = f.set_len(self.file_len);
+                let _ = f.sync_all();
+            }
+            tracing::error!(dir = %self.dir.display(), error = %e, "log append failed; writes are refused until it succeeds");
+        }
+        result.map_err(|e| LogError::Io {
+            dir: self.dir.display().to_string(),
+            disk_full: e.raw_os_error() == Some(28),
+            message: e.to_string(),
+        })
+    }
+
+    fn try_commit(&mut self, buf: &[u8], first_seq: u64) -> io::Result<()> {
+        if self.file.is_none() || self.file_len >= self.options.segment_bytes {
+            let path = self.dir.join(segment_name(first_seq));
+            let mut f = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
+            let len = f.seek(SeekFrom::End(0))?;
+            sync_dir(&self.dir)?;
+            self.file = Some(f);
+            self.file_len = len;
+        }
+        let f = self.file.as_mut().expect("opened above");
+        f.write_all(buf)?;
+        // The fsync that keeps the promise of every append in this group.
+        f.sync_data()?;
+        self.file_len += buf.len() as u64;
+        Ok(())
+    }
+}
+
+fn count_records(buf: &[u8]) -> u64 {
+    let mut at = 0;
+    let mut n = 0;
+    while at + HEADER <= buf.len() {
+        let len = u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        at += HEADER + len;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn open(dir: &Path) -> (Log, Recovery, Vec<Record>) {
+    Log::open(dir, LogOptions { segment_bytes: 200 }).unwrap()
+}
+
+fn payloads(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect()
+}
+
+fn append_all(log: &Log, items: &[&str]) -> Vec<u64> {
+    rt().block_on(async {
+        let mut seqs = Vec::new();
+        for i in items {
+            seqs.push(log.append(i.as_bytes().to_vec()).await.unwrap());
+        }
+        seqs
+    })
+}
+
+#[test]
+fn appends_survive_reopen_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, rec, records) = open(dir.path());
+    assert_eq!(rec, Recovery::default());
+    assert!(records.is_empty());
+    let items: Vec<String> = (0..50).map(|i| format!("record {i}")).collect();
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    assert_eq!(append_all(&log, &refs), (1..=50).collect::<Vec<u64>>());
+    drop(log);
+    assert!(segments(dir.path()).unwrap().len() > 1, "rotated at segment_bytes");
+    let (log, rec, records) = open(dir.path());
+    assert_eq!(rec.records, 50);
+    assert_eq!(payloads(&records), items);
+    assert_eq!(append_all(&log, &["more"]), [51]);
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let log = Arc::new(log);
+    let seqs = rt().block_on(async {
+        let tasks: Vec<_> = (0..400)
+            .map(|i| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move { log.append(format!("w{i}").into_bytes()).await.unwrap() })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs
+    });
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 400);
+    assert!(log.commits() < 400, "{} fsyncs for 400 appends", log.commits());
+}
+
+#[test]
+fn torn_tail_is_truncated_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    append_all(&log, &["one", "two", "three"]);
+    drop(log);
+    let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+    let (log, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(payloads(&records), ["one", "two"]);
+    assert_eq!(rec.truncated_bytes, (HEADER + 5 - 3) as u64);
+    append_all(&log, &["four"]);
+    drop(log);
+    let (_, _, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(payloads(&records), ["one", "two", "four"]);
+}
+
+#[test]
+fn flipped_bit_skips_one_record_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    append_all(&log, &["alpha", "bravo", "charlie"]);
+    drop(log);
+    let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let second_payload = HEADER + 5 + HEADER + 2;
+    bytes[second_payload] ^= 0x10;
+    fs::write(&path, bytes).unwrap();
+    let (_, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(payloads(&records), ["alpha", "charlie"]);
+    assert_eq!(rec.corrupt, 1);
+    assert_eq!(rec.truncated_bytes, 0);
+}
+
+#[test]
+fn missing_segment_and_empty_file_are_tolerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path());
+    let items: Vec<String> = (0..30).map(|i| format!("{i:040}")).collect();
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    append_all(&log, &refs);
+    drop(log);
+    let segs = segments(dir.path()).unwrap();
+    assert!(segs.len() >= 3);
+    fs::remove_file(&segs[1].1).unwrap();
+    fs::write(dir.path().join(segment_name(999_999)), b"").unwrap();
+    let (log, rec, records) = open(dir.path());
+    assert_eq!(rec.gaps, 1);
+    assert_eq!(rec.empty_segments, 1);
+    assert!(records.len() < 30 && records.first().unwrap().seq == 1);
+    assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(append_all(&log, &["after"]), [31]);
+}
+
+#[test]
+fn reader_sees_durable_records_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path());
+    append_all(&log, &["a", "b", "c", "d"]);
+    let mut seen = Vec::new();
+    read_from(dir.path(), 3, |r| seen.push(r.seq)).unwrap();
+    assert_eq!(seen, [3, 4]);
+    assert_eq!(log.remove_before(3).unwrap(), 0, "segments of 200 bytes hold all four");
+}
+
+#[test]
+fn full_disk_refuses_then_recovers() {
+    let mnt = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.path());
+    let dir = mnt.path().join("wal");
+    let filler = mnt.path().join("filler");
+    fs::write(&filler, vec![0u8; 96 * 1024]).unwrap();
+    let (log, _, _) = Log::open(&dir, LogOptions::default()).unwrap();
+    let rt = rt();
+    let record = vec![b'x'; 16 * 1024];
+    let mut acked = 0;
+    let err = rt.block_on(async {
+        loop {
+            match log.append(record.clone()).await {
+                Ok(_) => acked += 1,
+                Err(e) => return e,
+            }
+        }
+    });
+    assert!(matches!(err, LogError::Io { disk_full: true, .. }), "{err}");
+    // Still full: still refused, never a silent success.
+    assert!(rt.block_on(log.append(record.clone())).is_err());
+    // Space returns: appends succeed again, on the same open log.
+    fs::remove_file(&filler).unwrap();
+    rt.block_on(log.append(b"after".to_vec())).unwrap();
+    drop(log);
+    let (_, _, records) = Log::open(&dir, LogOptions::default()).unwrap();
+    assert_eq!(records.len(), acked + 1, "every acknowledged record, nothing else");
+    assert_eq!(records.last().unwrap().payload, b"after");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Cutting the log at any byte and recovering yields a prefix of what was acknowledged.
+    #[test]
+    fn any_cut_recovers_a_prefix(n in 1usize..20, cut_frac in 0.0f64..1.0) {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let items: Vec<String> = (0..n).map(|i| "p".repeat(i + 1)).collect();
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        append_all(&log, &refs);
+        drop(log);
+        let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
+        let len = fs::metadata(&path).unwrap().len();
+        let cut = (len as f64 * cut_frac) as u64;
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+        let (_, _, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let got = payloads(&records);
+        prop_assert!(got.len() <= n);
+        prop_assert_eq!(&got[..], &items[..got.len()]);
+    }
+}
