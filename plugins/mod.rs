@@ -212,6 +212,41 @@ pub trait Output: Send + 'static {
     fn write(&mut self, batch: &[Metric]) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
+/// An output that is a durable store opened by the pipeline (local buckets): a write is
+/// admitted by appending to it, and acknowledged once that append is durable.
+pub trait StoreOutput: Send + 'static {
+    /// The plugin id, as in `[[outputs.NAME]]`.
+    const NAME: &'static str;
+    /// What users may write in the plugin's table.
+    type Config: DeserializeOwned;
+    /// Checks the config; no I/O.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the offending key.
+    fn new(config: Self::Config, cx: &BuildContext) -> Result<Self, BuildError>
+    where
+        Self: Sized;
+    /// The store's options under `data_dir`.
+    fn options(&self, data_dir: &std::path::Path) -> crate::buckets::StoreOptions;
+}
+
+/// A built output of either kind.
+pub enum BuiltOutput {
+    /// Written batch by batch from its buffer.
+    Batch(Box<dyn DynOutput>),
+    /// A durable store: the options to open it with, given the data dir.
+    Store(Box<dyn Fn(&std::path::Path) -> crate::buckets::StoreOptions + Send>),
+}
+
+impl fmt::Debug for BuiltOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuiltOutput::Batch(_) => "BuiltOutput::Batch",
+            BuiltOutput::Store(_) => "BuiltOutput::Store",
+        })
+    }
+}
+
 // ---- The dyn-compatible forms the registries hold. ----
 
 /// A built gather input.
@@ -363,19 +398,33 @@ pub struct OutputEntry {
     /// The plugin id.
     pub name: &'static str,
     /// Deserializes the table and builds the output.
-    pub build: BuildFn<Box<dyn DynOutput>>,
+    pub build: BuildFn<BuiltOutput>,
 }
 
 impl OutputEntry {
-    /// The entry for an output.
+    /// The entry for a batch output.
     pub const fn of<T: Output>() -> Self {
         fn build<T: Output>(
             t: PluginTable<'_>,
             cx: &BuildContext,
-        ) -> Result<Box<dyn DynOutput>, BuildFailure> {
-            Ok(Box::new(
-                T::new(config_of(t)?, cx).map_err(BuildFailure::Invalid)?,
-            ))
+        ) -> Result<BuiltOutput, BuildFailure> {
+            let output = T::new(config_of(t)?, cx).map_err(BuildFailure::Invalid)?;
+            Ok(BuiltOutput::Batch(Box::new(output)))
+        }
+        OutputEntry {
+            name: T::NAME,
+            build: build::<T>,
+        }
+    }
+
+    /// The entry for a store output.
+    pub const fn store<T: StoreOutput>() -> Self {
+        fn build<T: StoreOutput>(
+            t: PluginTable<'_>,
+            cx: &BuildContext,
+        ) -> Result<BuiltOutput, BuildFailure> {
+            let output = T::new(config_of(t)?, cx).map_err(BuildFailure::Invalid)?;
+            Ok(BuiltOutput::Store(Box::new(move |dir| output.options(dir))))
         }
         OutputEntry {
             name: T::NAME,

@@ -35,6 +35,21 @@ pub struct Cli {
 pub enum Command {
     /// Validate the config (and config directory); exit 0, or 1 naming file, line and key.
     Check,
+    /// Print a local bucket as line protocol (ns, one point per line), sorted by time.
+    Export {
+        /// The database.
+        #[arg(long)]
+        db: String,
+        /// The retention policy (default `autogen`).
+        #[arg(long, default_value = "autogen")]
+        rp: String,
+        /// Only points at or after this RFC 3339 time.
+        #[arg(long)]
+        start: Option<String>,
+        /// Only points before this RFC 3339 time.
+        #[arg(long)]
+        end: Option<String>,
+    },
 }
 
 impl Cli {

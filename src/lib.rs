@@ -7,10 +7,13 @@
 //! - [`config`]: `agent.toml` into a checked config with built plugins.
 //! - [`pipeline`]: processors, router, output buffers and tasks; start and stop.
 //! - [`buffer`]: per-output buffers with all-or-nothing admission.
+//! - [`buckets`]: the local bucket store (durable log, partitions, export).
+//! - [`wal`]: the durable log with group commit.
 //! - [`http`]: the server plumbing and capped body reading.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
 //! - [`cli`]: flags and subcommands.
 
+pub mod buckets;
 pub mod buffer;
 pub mod cli;
 pub mod config;
@@ -18,9 +21,9 @@ pub mod http;
 pub mod line_protocol;
 pub mod metric;
 pub mod pipeline;
-pub mod wal;
 #[path = "../plugins/mod.rs"]
 pub mod plugins;
+pub mod wal;
 
 /// An error and its chain of causes on one line: `outer: inner: root`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -27,6 +27,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::Export { db, rp, start, end }) = &cli.command {
+        return match export(&config, db, rp, start.as_deref(), end.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(Command::Check) = cli.command {
         for var in &config.unset_variables {
             eprintln!("warning: environment variable ${{{var}}} is not set; it reads as empty");
@@ -75,6 +84,29 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `export`: streams a bucket to stdout.
+fn export(
+    config: &Config,
+    db: &str,
+    rp: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+) -> anyhow::Result<()> {
+    use heliograph::buckets::export::{export, parse_rfc3339, ExportRequest};
+    let time = |t: Option<&str>| t.map(parse_rfc3339).transpose().map_err(anyhow::Error::msg);
+    let request = ExportRequest {
+        data_dir: config.agent.data_dir.clone(),
+        db: db.to_owned(),
+        rp: rp.to_owned(),
+        start: time(start).context("--start")?,
+        end: time(end).context("--end")?,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    export(&request, &mut out).with_context(|| format!("exporting {db}/{rp}"))?;
+    Ok(())
 }
 
 fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {

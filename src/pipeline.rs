@@ -15,10 +15,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::buckets::BucketStore;
 use crate::buffer::{MemoryBuffer, Refusal};
 use crate::config::{self, Config, InputCommon};
 use crate::metric::Metric;
-use crate::plugins::{Accumulator, BuiltInput, DynInput, DynOutput, DynProcessor, ServiceContext};
+use crate::plugins::{
+    Accumulator, BuiltInput, BuiltOutput, DynInput, DynOutput, DynProcessor, ServiceContext,
+    StartError,
+};
 
 /// The first retry of a failed output write waits this long; each further one doubles it.
 const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -52,7 +56,10 @@ pub struct OutputSlot {
 pub struct Pipeline {
     processors: Mutex<Vec<(String, Box<dyn DynProcessor>)>>,
     outputs: Vec<Arc<OutputSlot>>,
-    /// Databases written to or created, for `SHOW DATABASES`.
+    /// Local buckets, when `[[outputs.buckets]]` is configured: every write is appended to it
+    /// durably before it is acknowledged.
+    store: Option<Arc<BucketStore>>,
+    /// Databases written to or created, for `SHOW DATABASES` (without a store).
     databases: Mutex<BTreeSet<String>>,
     /// `host` (unless omitted) and `[global_tags]`, for gathered metrics.
     agent_tags: Vec<(String, String)>,
@@ -90,6 +97,14 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(store) = &self.store {
+            // Durable first: if the store refuses, the memory reservations are dropped unused
+            // and nothing of the write is queued anywhere.
+            if let Err(refusal) = store.append(&metrics).await {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(refusal);
+            }
+        }
         let chunk: Arc<[Metric]> = metrics.into();
         for r in reservations {
             r.commit(Arc::clone(&chunk));
@@ -108,18 +123,63 @@ impl Pipeline {
         metrics
     }
 
-    /// Records that `db` exists (written to, or created with `CREATE DATABASE`).
+    /// Records that `db` exists (written to). The store keeps its own catalog.
     pub fn note_database(&self, db: &str) {
+        if self.store.is_some() {
+            return;
+        }
         let mut dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
         if !dbs.contains(db) {
             dbs.insert(db.to_owned());
         }
     }
 
-    /// The databases written to or created since start, sorted.
+    /// `CREATE DATABASE`: a bucket in the store, or a name remembered without one.
+    ///
+    /// # Errors
+    /// The store refused the name or could not create it.
+    pub fn create_database(&self, db: &str) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.create_database(db),
+            None => {
+                self.databases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(db.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// `DROP DATABASE`: removes its buckets (or forgets the name without a store).
+    ///
+    /// # Errors
+    /// The store could not remove it.
+    pub fn drop_database(&self, db: &str) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.drop_database(db),
+            None => {
+                self.databases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(db);
+                Ok(())
+            }
+        }
+    }
+
+    /// Known databases, sorted: the store's buckets, or those written to since start.
     pub fn databases(&self) -> Vec<String> {
+        if let Some(store) = &self.store {
+            return store.databases();
+        }
         let dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
         dbs.iter().cloned().collect()
+    }
+
+    /// The local bucket store, if configured.
+    pub fn store(&self) -> Option<&Arc<BucketStore>> {
+        self.store.as_ref()
     }
 
     /// `host` and `[global_tags]`: what gathered metrics carry.
@@ -157,7 +217,7 @@ pub struct Running {
 ///
 /// # Errors
 /// A service input that cannot start (an address in use); already started parts are stopped.
-pub async fn start(config: Config) -> Result<Running, crate::plugins::StartError> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let Config {
         agent,
         global_tags,
@@ -174,8 +234,28 @@ pub async fn start(config: Config) -> Result<Running, crate::plugins::StartError
     agent_tags.sort();
     let mut output_tasks = Vec::new();
     let mut slots = Vec::new();
+    let mut store = None;
     for o in outputs {
         let id = o.id("outputs");
+        let output = match o.plugin {
+            BuiltOutput::Batch(output) => output,
+            BuiltOutput::Store(options) => {
+                let options = options(&agent.data_dir);
+                let opened = tokio::task::spawn_blocking(move || BucketStore::open(options))
+                    .await
+                    .map_err(|e| StartError {
+                        message: format!("{id}: {e}"),
+                        source: None,
+                    })?;
+                let opened = opened.map_err(|e| StartError {
+                    message: format!("{id}: {}", crate::error_chain(&e)),
+                    source: None,
+                })?;
+                tracing::info!(output = %id, data_dir = %agent.data_dir.display(), "local buckets open");
+                store = Some(opened);
+                continue;
+            }
+        };
         let flush_interval = config::flush_interval(&agent, &o.common);
         let slot = Arc::new(OutputSlot {
             buffer: MemoryBuffer::new(
@@ -193,7 +273,7 @@ pub async fn start(config: Config) -> Result<Running, crate::plugins::StartError
             flush_interval,
             flush_jitter: o.common.flush_jitter.unwrap_or(agent.flush_jitter).0,
         });
-        output_tasks.push((Arc::clone(&slot), o.plugin));
+        output_tasks.push((Arc::clone(&slot), output));
         slots.push(slot);
     }
     let pipeline = Arc::new(Pipeline {
@@ -204,6 +284,7 @@ pub async fn start(config: Config) -> Result<Running, crate::plugins::StartError
                 .collect(),
         ),
         outputs: slots,
+        store,
         databases: Mutex::new(BTreeSet::new()),
         agent_tags,
         refused: AtomicU64::new(0),
@@ -266,6 +347,10 @@ impl Running {
         }
         self.inputs.close();
         let _ = tokio::time::timeout_at(deadline, self.inputs.wait()).await;
+        if let Some(store) = self.pipeline.store() {
+            // Every acknowledged write is already durable in its log; stop the compactor.
+            store.close();
+        }
         self.outputs_stop.cancel();
         self.outputs.close();
         let _ = tokio::time::timeout_at(deadline, self.outputs.wait()).await;

@@ -43,14 +43,29 @@ pub enum Refusal {
     /// The agent is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// Storage cannot make the write durable now (disk full, I/O error); nothing was kept.
+    #[error("output {output} cannot store the write: {reason}")]
+    Unavailable {
+        /// The output's id.
+        output: String,
+        /// What failed.
+        reason: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The write can never be stored as it is (an invalid database name): a client error.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Refusal {
     /// The Retry-After to answer with, in whole seconds (at least 1).
     pub fn retry_after_secs(&self) -> u64 {
         match self {
-            Refusal::Full { retry_after, .. } => retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            Refusal::TooLarge { .. } => 1,
+            Refusal::Full { retry_after, .. } | Refusal::Unavailable { retry_after, .. } => {
+                retry_after.as_secs_f64().ceil().max(1.0) as u64
+            }
+            Refusal::TooLarge { .. } | Refusal::Invalid(_) => 1,
             Refusal::ShuttingDown => 5,
         }
     }

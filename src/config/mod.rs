@@ -22,7 +22,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::plugins::{
-    self, BuildContext, BuildFailure, BuildFn, BuiltInput, DynOutput, DynProcessor,
+    self, BuildContext, BuildFailure, BuildFn, BuiltInput, BuiltOutput, DynProcessor,
 };
 pub use units::{ConfigDuration, ConfigSize};
 
@@ -270,7 +270,7 @@ pub struct Config {
     /// Processors in chain order (`order`, then file order).
     pub processors: Vec<Configured<Box<dyn DynProcessor>, ProcessorCommon>>,
     /// Outputs in file order.
-    pub outputs: Vec<Configured<Box<dyn DynOutput>, OutputCommon>>,
+    pub outputs: Vec<Configured<BuiltOutput, OutputCommon>>,
     /// Environment variables referenced without a default and not set.
     pub unset_variables: Vec<String>,
 }
@@ -278,11 +278,6 @@ pub struct Config {
 impl fmt::Debug for dyn DynProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("processor")
-    }
-}
-impl fmt::Debug for dyn DynOutput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("output")
     }
 }
 
@@ -338,6 +333,22 @@ pub fn from_texts(
     if !loader.errors.is_empty() {
         return Err(ConfigErrors(loader.errors));
     }
+    // One store per data_dir: a second [[outputs.buckets]] would fight over its lock.
+    let stores: Vec<&Location> = loader
+        .outputs
+        .iter()
+        .filter(|o| matches!(o.plugin, BuiltOutput::Store(_)))
+        .map(|o| &o.at)
+        .collect();
+    if stores.len() > 1 {
+        return Err(ConfigErrors(vec![ConfigError::Invalid {
+            at: stores[1].clone(),
+            message: format!(
+                "[[outputs.buckets]] may appear once (the first is at {}): local buckets live in [agent] data_dir",
+                stores[0]
+            ),
+        }]));
+    }
     let mut processors = loader.processors;
     processors.sort_by_key(|p| p.common.order.unwrap_or(0));
     Ok(Config {
@@ -356,7 +367,7 @@ struct Loader {
     global_tags: BTreeMap<String, String>,
     inputs: Vec<Configured<BuiltInput, InputCommon>>,
     processors: Vec<Configured<Box<dyn DynProcessor>, ProcessorCommon>>,
-    outputs: Vec<Configured<Box<dyn DynOutput>, OutputCommon>>,
+    outputs: Vec<Configured<BuiltOutput, OutputCommon>>,
     errors: Vec<ConfigError>,
     /// The build context; its values come from `[agent]` of the first file.
     cx: BuildContext,

@@ -43,7 +43,10 @@ fn appends_survive_reopen_in_order() {
     let refs: Vec<&str> = items.iter().map(String::as_str).collect();
     assert_eq!(append_all(&log, &refs), (1..=50).collect::<Vec<u64>>());
     drop(log);
-    assert!(segments(dir.path()).unwrap().len() > 1, "rotated at segment_bytes");
+    assert!(
+        segments(dir.path()).unwrap().len() > 1,
+        "rotated at segment_bytes"
+    );
     let (log, rec, records) = open(dir.path());
     assert_eq!(rec.records, 50);
     assert_eq!(payloads(&records), items);
@@ -72,7 +75,11 @@ fn concurrent_appends_share_fsyncs() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), 400);
-    assert!(log.commits() < 400, "{} fsyncs for 400 appends", log.commits());
+    assert!(
+        log.commits() < 400,
+        "{} fsyncs for 400 appends",
+        log.commits()
+    );
 }
 
 #[test]
@@ -83,7 +90,12 @@ fn torn_tail_is_truncated_and_appends_continue() {
     drop(log);
     let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
     let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
     let (log, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(payloads(&records), ["one", "two"]);
     assert_eq!(rec.truncated_bytes, (HEADER + 5 - 3) as u64);
@@ -138,7 +150,11 @@ fn reader_sees_durable_records_beside_the_writer() {
     let mut seen = Vec::new();
     read_from(dir.path(), 3, |r| seen.push(r.seq)).unwrap();
     assert_eq!(seen, [3, 4]);
-    assert_eq!(log.remove_before(3).unwrap(), 0, "segments of 200 bytes hold all four");
+    assert_eq!(
+        log.remove_before(3).unwrap(),
+        0,
+        "segments of 200 bytes hold all four"
+    );
 }
 
 #[test]
@@ -175,7 +191,16 @@ fn full_disk_refuses_then_recovers() {
             }
         }
     });
-    assert!(matches!(err, LogError::Io { disk_full: true, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::Io {
+                disk_full: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Still full: still refused, never a silent success.
     assert!(rt.block_on(log.append(record.clone())).is_err());
     // Space returns: appends succeed again, on the same open log.
@@ -183,7 +208,11 @@ fn full_disk_refuses_then_recovers() {
     rt.block_on(log.append(b"after".to_vec())).unwrap();
     drop(log);
     let (_, _, records) = Log::open(&dir, LogOptions::default()).unwrap();
-    assert_eq!(records.len(), acked + 1, "every acknowledged record, nothing else");
+    assert_eq!(
+        records.len(),
+        acked + 1,
+        "every acknowledged record, nothing else"
+    );
     assert_eq!(records.last().unwrap().payload, b"after");
 }
 

@@ -23,10 +23,18 @@ fn check(config: &str) -> (i32, String, String) {
 #[test]
 fn check_accepts_the_shipped_config() {
     let out = Command::new(binary())
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/agent.toml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/agent.toml"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 inputs, 0 processors, 1 outputs)"));
 }
 
@@ -34,7 +42,10 @@ fn check_accepts_the_shipped_config() {
 fn check_names_file_line_and_key() {
     let (code, _, stderr) = check("[agent]\n  flush_interval = \"1s\"\n\n[[outputs.file]]\n  files = [\"stdout\"]\n  colour = \"blue\"\n");
     assert_eq!(code, 1);
-    assert!(stderr.contains("agent.toml:6:3: [[outputs.file]]: unknown field `colour`"), "{stderr}");
+    assert!(
+        stderr.contains("agent.toml:6:3: [[outputs.file]]: unknown field `colour`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -44,7 +55,8 @@ fn missing_config_file_is_an_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/agent.toml"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file /nonexistent/agent.toml"));
 }
 
 #[test]
@@ -65,7 +77,11 @@ fn config_directory_adds_plugins_and_errors_name_the_file() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 outputs"));
-    std::fs::write(conf_d.join("20-bad.toml"), "[[outputs.file]]\nfile = \"x\"\n").unwrap();
+    std::fs::write(
+        conf_d.join("20-bad.toml"),
+        "[[outputs.file]]\nfile = \"x\"\n",
+    )
+    .unwrap();
     let out = Command::new(binary())
         .arg("check")
         .arg("--config")
@@ -76,7 +92,10 @@ fn config_directory_adds_plugins_and_errors_name_the_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("20-bad.toml:2:1") && stderr.contains("unknown field `file`"), "{stderr}");
+    assert!(
+        stderr.contains("20-bad.toml:2:1") && stderr.contains("unknown field `file`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -86,10 +105,18 @@ fn test_mode_exits_zero_without_writing_outputs() {
     let out_file = dir.path().join("out.lp");
     std::fs::write(
         &path,
-        format!("[[outputs.file]]\nfiles = [{:?}]\n", out_file.display().to_string()),
+        format!(
+            "[[outputs.file]]\nfiles = [{:?}]\n",
+            out_file.display().to_string()
+        ),
     )
     .unwrap();
-    let out = Command::new(binary()).arg("--config").arg(&path).arg("--test").output().unwrap();
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .arg("--test")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(!out_file.exists());
 }

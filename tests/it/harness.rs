@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub struct TestAgent {
     pub child: Child,
     pub addr: String,
-    pub dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -25,7 +25,11 @@ impl TestAgent {
     /// Starts the agent with `config`, where `{dir}` stands for the temp directory; waits until
     /// the listener logs its address.
     pub fn start(config: &str) -> TestAgent {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(Arc::new(tempfile::tempdir().unwrap()), config)
+    }
+
+    /// Starts the agent in an existing directory (to restart on the same data).
+    pub fn start_in(dir: Arc<tempfile::TempDir>, config: &str) -> TestAgent {
         let config = config.replace("{dir}", dir.path().to_str().unwrap());
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, config).unwrap();
@@ -45,7 +49,10 @@ impl TestAgent {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("address=")) {
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+                {
                     let _ = tx.send(addr.to_string());
                 }
                 sink.lock().unwrap().push(line);
@@ -55,10 +62,18 @@ impl TestAgent {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("agent did not start listening; logs:\n{}", logs.lock().unwrap().join("\n"));
+                panic!(
+                    "agent did not start listening; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
             }
         };
-        TestAgent { child, addr, dir, logs }
+        TestAgent {
+            child,
+            addr,
+            dir,
+            logs,
+        }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -74,6 +89,29 @@ impl TestAgent {
         read_lines(&self.path(name))
     }
 
+    /// Runs `heliograph export` on this agent's config; returns its lines (sorted as printed).
+    pub fn export(&self, db: &str, extra: &[&str]) -> Vec<String> {
+        let out = Command::new(binary())
+            .arg("export")
+            .arg("--config")
+            .arg(self.path("agent.toml"))
+            .args(["--db", db])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "export failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         signal(&self.child, "TERM");
@@ -82,7 +120,10 @@ impl TestAgent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "agent did not exit within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -138,11 +179,14 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -169,7 +213,11 @@ fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
         .collect();
     let mut body = String::new();
     response.into_reader().read_to_string(&mut body).unwrap();
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// POSTs `body` with `headers`.

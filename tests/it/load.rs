@@ -47,7 +47,10 @@ fn hundred_concurrent_writers_every_point_exactly_once() {
         .collect();
     let acked: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(acked, WRITERS * REQUESTS * LINES);
-    assert!(eventually(Duration::from_secs(20), || agent.lines("out.lp").len() >= acked));
+    assert!(eventually(Duration::from_secs(20), || agent
+        .lines("out.lp")
+        .len()
+        >= acked));
     std::thread::sleep(Duration::from_millis(300));
     let lines = agent.lines("out.lp");
     let unique: HashSet<&String> = lines.iter().collect();
@@ -63,7 +66,10 @@ fn hundred_thousand_line_body() {
         .collect();
     let reply = post(&agent.url("/write?db=big"), &[], body.as_bytes());
     assert_eq!(reply.status, 204, "{}", reply.body);
-    assert!(eventually(Duration::from_secs(20), || agent.lines("out.lp").len() >= 100_000));
+    assert!(eventually(Duration::from_secs(20), || agent
+        .lines("out.lp")
+        .len()
+        >= 100_000));
     let lines = agent.lines("out.lp");
     assert_eq!(lines.len(), 100_000);
     assert_eq!(lines[0], "big,host=h0 value=0i,f=1.5 0");

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod buckets;
 mod cli;
 mod listener;
 mod load;

@@ -23,6 +23,11 @@ const MAX_QUERY_BODY: usize = 1 << 20;
 enum Statement {
     ShowDatabases,
     CreateDatabase(String),
+    DropDatabase(String),
+    /// `SHOW RETENTION POLICIES [ON db]`.
+    ShowRetentionPolicies(Option<String>),
+    /// `SHOW MEASUREMENTS [ON db]`.
+    ShowMeasurements(Option<String>),
     Other(String),
     Invalid(String),
 }
@@ -88,20 +93,84 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
                 }
                 json!({ "statement_id": i, "series": [series] })
             }
-            Statement::CreateDatabase(db) => match token {
-                Some(t) if !t.allows(&db) => json!({
-                    "statement_id": i,
-                    "error": format!("token {:?} may not create database {db:?}", t.name),
-                }),
-                _ => {
-                    state.pipeline.note_database(&db);
-                    json!({ "statement_id": i })
-                }
+            Statement::CreateDatabase(db) | Statement::DropDatabase(db)
+                if token.is_some_and(|t| !t.allows(&db)) =>
+            {
+                let name = token.map(|t| t.name.as_str()).unwrap_or_default();
+                json!({ "statement_id": i, "error": format!("token {name:?} may not change database {db:?}") })
+            }
+            Statement::CreateDatabase(db) => match state.pipeline.create_database(&db) {
+                Ok(()) => json!({ "statement_id": i }),
+                Err(e) => json!({ "statement_id": i, "error": e }),
             },
+            Statement::DropDatabase(db) => match state.pipeline.drop_database(&db) {
+                Ok(()) => json!({ "statement_id": i }),
+                Err(e) => json!({ "statement_id": i, "error": e }),
+            },
+            Statement::ShowRetentionPolicies(db) => {
+                let Some(db) = db.or_else(|| params.get("db").cloned()) else {
+                    results.push(json!({ "statement_id": i, "error": "database name required: SHOW RETENTION POLICIES ON db" }));
+                    continue;
+                };
+                let (rps, duration, shard) = match state.pipeline.store() {
+                    Some(store) => (
+                        store.retention_policies(&db),
+                        influx_duration(store.retention()),
+                        influx_duration(store.partition()),
+                    ),
+                    None => (
+                        if state.pipeline.databases().contains(&db) {
+                            vec!["autogen".to_string()]
+                        } else {
+                            vec![]
+                        },
+                        "0s".to_string(),
+                        "168h0m0s".to_string(),
+                    ),
+                };
+                if rps.is_empty() {
+                    json!({ "statement_id": i, "error": format!("database not found: {db}") })
+                } else {
+                    let columns = [
+                        "name",
+                        "duration",
+                        "shardGroupDuration",
+                        "replicaN",
+                        "default",
+                    ];
+                    let values: Vec<Value> = rps
+                        .iter()
+                        .map(|rp| json!([rp, duration, shard, 1, rp == "autogen"]))
+                        .collect();
+                    csv_rows(&mut csv_out, csv, &columns, &values);
+                    json!({ "statement_id": i, "series": [{ "columns": columns, "values": values }] })
+                }
+            }
+            Statement::ShowMeasurements(db) => {
+                let Some(db) = db.or_else(|| params.get("db").cloned()) else {
+                    results.push(json!({ "statement_id": i, "error": "database name required: SHOW MEASUREMENTS ON db" }));
+                    continue;
+                };
+                match state.pipeline.store() {
+                    None => {
+                        json!({ "statement_id": i, "error": "SHOW MEASUREMENTS needs [[outputs.buckets]]: this agent keeps no series" })
+                    }
+                    Some(store) => {
+                        let ms = store.measurements(&db);
+                        if ms.is_empty() {
+                            json!({ "statement_id": i })
+                        } else {
+                            let values: Vec<Value> = ms.iter().map(|m| json!([m])).collect();
+                            csv_rows(&mut csv_out, csv, &["name"], &values);
+                            json!({ "statement_id": i, "series": [{ "name": "measurements", "columns": ["name"], "values": values }] })
+                        }
+                    }
+                }
+            }
             Statement::Other(s) => json!({
                 "statement_id": i,
                 "error": format!(
-                    "heliograph does not answer {s:?}: it supports SHOW DATABASES and CREATE DATABASE"
+                    "heliograph does not answer {s:?}: it supports SHOW DATABASES, CREATE DATABASE, DROP DATABASE, SHOW RETENTION POLICIES and SHOW MEASUREMENTS"
                 ),
             }),
             Statement::Invalid(message) => json!({ "statement_id": i, "error": message }),
@@ -117,6 +186,34 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
     json(StatusCode::OK, &json!({ "results": results }))
 }
 
+/// Appends CSV rows (`name,tags,COLUMNS...`) for a result, when CSV was asked for.
+fn csv_rows(out: &mut String, csv: bool, columns: &[&str], values: &[Value]) {
+    if !csv {
+        return;
+    }
+    out.push_str(&format!("name,tags,{}\n", columns.join(",")));
+    for row in values {
+        let cells: Vec<String> = row
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|v| match v {
+                        Value::String(s) => csv_field(s),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(",,{}\n", cells.join(",")));
+    }
+}
+
+/// A duration as InfluxDB prints it: `72h0m0s`.
+fn influx_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{}h{}m{}s", s / 3600, s % 3600 / 60, s % 60)
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -126,34 +223,77 @@ fn csv_field(s: &str) -> String {
 }
 
 fn parse_statement(text: &str) -> Statement {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let upper: Vec<String> = words
-        .iter()
-        .take(2)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    match upper
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["SHOW", "DATABASES"] if words.len() == 2 => Statement::ShowDatabases,
-        ["CREATE", "DATABASE"] => {
-            // The name is everything after the two keywords, up to a WITH clause.
-            let rest = text.trim_start();
-            let rest = rest[rest.find(char::is_whitespace).unwrap_or(0)..].trim_start();
-            let rest = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim();
-            match identifier(rest) {
-                Ok((name, tail)) if tail.trim().is_empty() => Statement::CreateDatabase(name),
-                Ok((_, tail)) => Statement::Invalid(format!(
-                    "CREATE DATABASE: unsupported clause {:?}; heliograph sets retention itself",
-                    tail.trim()
-                )),
-                Err(e) => Statement::Invalid(format!("CREATE DATABASE: {e}")),
+    let text = text.trim();
+    let mut rest = text;
+    let mut keywords = Vec::new();
+    // Up to three leading keywords, upper-cased; what follows is read as identifiers.
+    for _ in 0..3 {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        if word.is_empty() || word.starts_with('"') {
+            break;
+        }
+        keywords.push(word.to_ascii_uppercase());
+        rest = rest[end..].trim_start();
+    }
+    let on_db = |rest: &str| -> Result<Option<String>, String> {
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        match identifier(rest) {
+            Ok((name, tail)) if tail.trim().is_empty() => Ok(Some(name)),
+            Ok((_, tail)) => Err(format!("unexpected {:?}", tail.trim())),
+            Err(e) => Err(e),
+        }
+    };
+    let k: Vec<&str> = keywords.iter().map(String::as_str).collect();
+    let named = |verb: &str, keyword_count: usize| -> Result<String, String> {
+        // The name starts after the first `keyword_count` keywords of the original text.
+        let mut rest = text;
+        for _ in 0..keyword_count {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest = rest[end..].trim_start();
+        }
+        match identifier(rest) {
+            Ok((name, tail)) if tail.trim().is_empty() => Ok(name),
+            Ok((_, tail)) => Err(format!(
+                "{verb}: unsupported clause {:?}; heliograph sets retention itself",
+                tail.trim()
+            )),
+            Err(e) => Err(format!("{verb}: {e}")),
+        }
+    };
+    match k.as_slice() {
+        ["SHOW", "DATABASES"] => Statement::ShowDatabases,
+        ["CREATE", "DATABASE", ..] => match named("CREATE DATABASE", 2) {
+            Ok(db) => Statement::CreateDatabase(db),
+            Err(e) => Statement::Invalid(e),
+        },
+        ["DROP", "DATABASE", ..] => match named("DROP DATABASE", 2) {
+            Ok(db) => Statement::DropDatabase(db),
+            Err(e) => Statement::Invalid(e),
+        },
+        ["SHOW", "RETENTION", "POLICIES"] | ["SHOW", "MEASUREMENTS", ..] => {
+            let measurements = k[1] == "MEASUREMENTS";
+            let mut rest = text;
+            for _ in 0..if measurements { 2 } else { 3 } {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                rest = rest[end..].trim_start();
+            }
+            let db = if rest.is_empty() {
+                Ok(None)
+            } else if rest.len() > 3 && rest[..3].eq_ignore_ascii_case("ON ") {
+                on_db(rest[3..].trim_start())
+            } else {
+                Err(format!("unsupported clause {rest:?}"))
+            };
+            match (db, measurements) {
+                (Ok(db), true) => Statement::ShowMeasurements(db),
+                (Ok(db), false) => Statement::ShowRetentionPolicies(db),
+                (Err(e), _) => Statement::Invalid(e),
             }
         }
-        _ => Statement::Other(text.trim().to_owned()),
+        _ => Statement::Other(text.to_owned()),
     }
 }
 

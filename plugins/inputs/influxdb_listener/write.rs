@@ -246,6 +246,9 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
             }
         }
         Ok(Err(Refusal::ShuttingDown)) => shutting_down(),
+        Ok(Err(Refusal::Invalid(message))) => {
+            bad_request(format!("{message}; nothing was written"))
+        }
         Ok(Err(refusal)) => {
             tracing::debug!(%refusal, points, "write refused");
             retry_later(

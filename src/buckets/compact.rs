@@ -1,0 +1,507 @@
+//! The compactor: log records into sorted, gzip'd partition chunks; chunk merges; retention;
+//! and the recovery of a compaction that crashed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::{
+    decode_record, line_measurement, line_time, names, paths, read_cursor, write_atomic,
+    BucketStore, Catalog,
+};
+use crate::wal;
+
+/// A partition with this many chunks is merged into one.
+const MERGE_AT: usize = 8;
+/// Lines are read from the log in runs of at most this many payload bytes per compaction.
+const MAX_RUN_BYTES: usize = 64 << 20;
+
+/// A chunk file: `FIRST-LAST.lp.gz` holding log records FIRST..=LAST of its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub first: u64,
+    pub last: u64,
+    pub path: PathBuf,
+}
+
+fn chunk_name(first: u64, last: u64) -> String {
+    format!("{first:020}-{last:020}.lp.gz")
+}
+
+/// Chunks of a partition directory, sorted; removes leftover temporary files.
+pub(crate) fn chunks(partition: &Path) -> io::Result<Vec<Chunk>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(partition)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some((a, b)) = name.strip_suffix(".lp.gz").and_then(|s| s.split_once('-')) {
+            if let (Ok(first), Ok(last)) = (a.parse(), b.parse()) {
+                out.push(Chunk { first, last, path });
+            }
+        }
+    }
+    out.sort_by_key(|c| (c.first, c.last));
+    Ok(out)
+}
+
+/// Chunks not covered by a wider one (a merge that crashed leaves both).
+pub(crate) fn live_chunks(mut all: Vec<Chunk>) -> (Vec<Chunk>, Vec<Chunk>) {
+    let mut covered = Vec::new();
+    let snapshot = all.clone();
+    all.retain(|c| {
+        let inside = snapshot.iter().any(|o| {
+            o != c
+                && o.first <= c.first
+                && c.last <= o.last
+                && (o.first, o.last) != (c.first, c.last)
+        });
+        if inside {
+            covered.push(c.clone());
+        }
+        !inside
+    });
+    (all, covered)
+}
+
+/// `data/DB/RP/PARTITION` directories: (db, rp, partition start, path).
+pub(crate) fn partitions(data: &Path) -> io::Result<Vec<(String, String, i64, PathBuf)>> {
+    let mut out = Vec::new();
+    for (db, rp, dir) in buckets(data)? {
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if let Some(start) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<i64>().ok())
+            {
+                out.push((db.clone(), rp.clone(), start, path));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    Ok(out)
+}
+
+/// `data/DB/RP` directories: (db, rp, path).
+pub(crate) fn buckets(data: &Path) -> io::Result<Vec<(String, String, PathBuf)>> {
+    let mut out = Vec::new();
+    let Ok(dbs) = fs::read_dir(data) else {
+        return Ok(out);
+    };
+    for db in dbs {
+        let db = db?.path();
+        let Some(db_name) = db
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(names::decode)
+        else {
+            continue;
+        };
+        if !db.is_dir() {
+            continue;
+        }
+        for rp in fs::read_dir(&db)? {
+            let rp = rp?.path();
+            if let Some(rp_name) = rp
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(names::decode)
+            {
+                if rp.is_dir() {
+                    out.push((db_name.clone(), rp_name, rp));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// At open: removes temporary files, chunks past the cursor, and chunks a merge covered.
+pub(crate) fn recover_chunks(data: &Path, cursor: u64) -> io::Result<()> {
+    for (_, _, _, dir) in partitions(data)? {
+        let mut changed = false;
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path)?;
+                changed = true;
+            }
+        }
+        let (live, covered) = live_chunks(chunks(&dir)?);
+        for c in covered
+            .iter()
+            .chain(live.iter().filter(|c| c.last > cursor))
+        {
+            tracing::warn!(chunk = %c.path.display(), "removing a chunk of a compaction that did not complete");
+            fs::remove_file(&c.path)?;
+            changed = true;
+        }
+        if changed {
+            wal::sync_dir(&dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Buckets and their measurements, from the `measurements` files.
+pub(crate) fn load_catalog(data: &Path) -> io::Result<Catalog> {
+    let mut catalog = Catalog::new();
+    for (db, rp, dir) in buckets(data)? {
+        let set = catalog.entry((db, rp)).or_default();
+        if let Ok(text) = fs::read_to_string(dir.join("measurements")) {
+            set.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        }
+    }
+    Ok(catalog)
+}
+
+fn dropped_path(root: &Path) -> PathBuf {
+    root.join("dropped")
+}
+
+/// Databases dropped, with the last log record that belongs to the dropped data.
+pub(crate) fn load_dropped(root: &Path) -> BTreeMap<String, u64> {
+    let text = fs::read_to_string(dropped_path(root)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (seq, db) = l.split_once(' ')?;
+            Some((names::decode(db)?, seq.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Records that `db` was dropped when the log held records up to `seq`.
+pub(crate) fn mark_dropped(root: &Path, db: &str, seq: u64) -> io::Result<()> {
+    let mut dropped = load_dropped(root);
+    dropped.insert(db.to_owned(), seq);
+    let text: String = dropped
+        .iter()
+        .map(|(db, seq)| {
+            format!(
+                "{seq} {}\n",
+                names::encode("database", db).unwrap_or_default()
+            )
+        })
+        .collect();
+    write_atomic(&dropped_path(root), text.as_bytes())
+}
+
+/// Whether a record `seq` of `db` belongs to data dropped since.
+pub(crate) fn is_dropped(dropped: &BTreeMap<String, u64>, db: &str, seq: u64) -> bool {
+    dropped.get(db).is_some_and(|until| seq <= *until)
+}
+
+/// A sorted stream of (time, line): a chunk, or log records sorted in memory.
+pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
+
+/// A sorted stream of (time, line) from a chunk.
+pub(crate) struct ChunkLines {
+    reader: BufReader<flate2::read::MultiGzDecoder<BufReader<File>>>,
+    buf: String,
+}
+
+impl ChunkLines {
+    pub(crate) fn open(path: &Path) -> io::Result<ChunkLines> {
+        let f = File::open(path)?;
+        Ok(ChunkLines {
+            reader: BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
+            buf: String::new(),
+        })
+    }
+}
+
+impl Iterator for ChunkLines {
+    type Item = io::Result<(i64, String)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    let line = self.buf.trim_end_matches('\n');
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let t = line_time(line).unwrap_or(i64::MIN);
+                    return Some(Ok((t, line.to_owned())));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Merges sorted streams of (time, line) into one, ordered by (time, line); holds one line per
+/// stream.
+pub(crate) struct Merge {
+    sources: Vec<Source>,
+    heap: BinaryHeap<Reverse<(i64, String, usize)>>,
+    primed: bool,
+}
+
+impl Merge {
+    pub(crate) fn new(sources: Vec<Source>) -> Merge {
+        Merge {
+            sources,
+            heap: BinaryHeap::new(),
+            primed: false,
+        }
+    }
+
+    fn pull(&mut self, i: usize) -> io::Result<()> {
+        if let Some(item) = self.sources[i].next() {
+            let (t, line) = item?;
+            self.heap.push(Reverse((t, line, i)));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Merge {
+    type Item = io::Result<(i64, String)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.primed {
+            self.primed = true;
+            for i in 0..self.sources.len() {
+                if let Err(e) = self.pull(i) {
+                    return Some(Err(e));
+                }
+            }
+        }
+        let Reverse((t, line, i)) = self.heap.pop()?;
+        if let Err(e) = self.pull(i) {
+            return Some(Err(e));
+        }
+        Some(Ok((t, line)))
+    }
+}
+
+/// Writes sorted lines as a chunk, durably: temporary file, fsync, rename, fsync of the dir.
+fn write_chunk(
+    dir: &Path,
+    first: u64,
+    last: u64,
+    lines: impl Iterator<Item = io::Result<(i64, String)>>,
+) -> io::Result<u64> {
+    let created = !dir.exists();
+    fs::create_dir_all(dir)?;
+    let path = dir.join(chunk_name(first, last));
+    let tmp = path.with_extension("tmp");
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let mut gz =
+        flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
+    let mut n = 0;
+    for item in lines {
+        let (_, line) = item?;
+        gz.write_all(line.as_bytes())?;
+        gz.write_all(b"\n")?;
+        n += 1;
+    }
+    let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    wal::sync_dir(dir)?;
+    if created {
+        // The new partition (and maybe bucket) directories must survive too.
+        let mut d = dir.parent();
+        for _ in 0..3 {
+            if let Some(p) = d {
+                wal::sync_dir(p)?;
+                d = p.parent();
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl BucketStore {
+    pub(super) fn run_compactor(&self) {
+        loop {
+            {
+                let (lock, cv) = &self.wake;
+                let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
+                if !*woken && !self.stopped.load(Ordering::Acquire) {
+                    woken = cv
+                        .wait_timeout(woken, self.options.compaction_interval)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                *woken = false;
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = self.compact_once() {
+                tracing::error!(error = %e, "compaction failed; it will be retried");
+            }
+            if let Err(e) = self.maintain() {
+                tracing::error!(error = %e, "merge or retention failed; it will be retried");
+            }
+        }
+    }
+
+    /// Moves log records past the cursor into partition chunks; returns the points written.
+    ///
+    /// # Errors
+    /// I/O errors; the cursor then stays where it was and the next run repeats the work.
+    pub fn compact_once(&self) -> io::Result<u64> {
+        let started = Instant::now();
+        let (wal_dir, cursor_path, _) = paths(&self.options.data_dir);
+        let cursor = read_cursor(&cursor_path)?;
+        let dropped = load_dropped(&self.root);
+        let partition = self.options.partition.as_nanos().max(1) as i64;
+        let mut groups: BTreeMap<(String, String, i64), Vec<(i64, String)>> = BTreeMap::new();
+        let mut first = None;
+        let mut last = cursor;
+        let mut bytes = 0usize;
+        wal::read_from(&wal_dir, cursor + 1, |r| {
+            if bytes >= MAX_RUN_BYTES {
+                return;
+            }
+            bytes += r.payload.len();
+            first.get_or_insert(r.seq);
+            last = r.seq;
+            let Some((db, rp, lp)) = decode_record(&r.payload) else {
+                tracing::error!(seq = r.seq, "skipping an undecodable log record");
+                return;
+            };
+            if is_dropped(&dropped, db, r.seq) {
+                return;
+            }
+            for line in lp.lines() {
+                if let Some(t) = line_time(line) {
+                    let start = t.div_euclid(partition) * partition;
+                    groups
+                        .entry((db.to_owned(), rp.to_owned(), start))
+                        .or_default()
+                        .push((t, line.to_owned()));
+                }
+            }
+        })?;
+        let Some(first) = first else {
+            return Ok(0);
+        };
+        let data = self.root.join("data");
+        let mut points = 0;
+        let mut touched: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for ((db, rp, start), mut lines) in groups {
+            lines.sort();
+            let set = touched.entry((db.clone(), rp.clone())).or_default();
+            for (_, line) in &lines {
+                if let Some(m) = line_measurement(line) {
+                    set.insert(m);
+                }
+            }
+            let dir = data
+                .join(names::encode("database", &db).map_err(io::Error::other)?)
+                .join(names::encode("retention policy", &rp).map_err(io::Error::other)?)
+                .join(start.to_string());
+            points += write_chunk(&dir, first, last, lines.into_iter().map(Ok))?;
+        }
+        // Measurements files first: the cursor must not pass data whose names are not recorded.
+        for ((db, rp), new) in touched {
+            let dir = data
+                .join(names::encode("database", &db).map_err(io::Error::other)?)
+                .join(names::encode("retention policy", &rp).map_err(io::Error::other)?);
+            let path = dir.join("measurements");
+            let mut all: BTreeSet<String> = fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let before = all.len();
+            all.extend(new);
+            if all.len() != before {
+                let text: String = all.iter().map(|m| format!("{m}\n")).collect();
+                write_atomic(&path, text.as_bytes())?;
+            }
+        }
+        write_atomic(&cursor_path, last.to_string().as_bytes())?;
+        self.pending_bytes
+            .fetch_sub((bytes as u64).min(self.pending_bytes()), Ordering::Relaxed);
+        *self.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some((bytes as u64, started));
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .compacted_points
+            .fetch_add(points, Ordering::Relaxed);
+        tracing::debug!(
+            first,
+            last,
+            points,
+            ms = started.elapsed().as_millis() as u64,
+            "compacted"
+        );
+        Ok(points)
+    }
+
+    /// Trims the log, merges partitions with many chunks, drops expired partitions. Skipped
+    /// while an `export` holds the readers lock (it reads the files these steps remove).
+    pub(crate) fn maintain(&self) -> io::Result<()> {
+        let (_, cursor_path, readers_path) = paths(&self.options.data_dir);
+        let readers = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&readers_path)?;
+        if readers.try_lock().is_err() {
+            return Ok(());
+        }
+        let cursor = read_cursor(&cursor_path)?;
+        self.log.remove_before(cursor + 1)?;
+        let data = self.root.join("data");
+        let horizon = now_ns().saturating_sub(self.options.retention.as_nanos() as i64);
+        let span = self.options.partition.as_nanos() as i64;
+        for (db, rp, start, dir) in partitions(&data)? {
+            if start.saturating_add(span) <= horizon {
+                fs::remove_dir_all(&dir)?;
+                wal::sync_dir(dir.parent().unwrap_or(&data))?;
+                self.stats
+                    .expired_partitions
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(db, rp, partition = start, "dropped an expired partition");
+                continue;
+            }
+            let (live, _) = live_chunks(chunks(&dir)?);
+            let closed = start.saturating_add(span) < now_ns();
+            if live.len() >= MERGE_AT || (closed && live.len() > 1) {
+                self.merge(&dir, &live)?;
+            }
+        }
+        drop(readers);
+        Ok(())
+    }
+
+    fn merge(&self, dir: &Path, inputs: &[Chunk]) -> io::Result<()> {
+        let first = inputs.iter().map(|c| c.first).min().unwrap_or(0);
+        let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
+        let mut sources: Vec<Source> = Vec::new();
+        for c in inputs {
+            sources.push(Box::new(ChunkLines::open(&c.path)?));
+        }
+        write_chunk(dir, first, last, Merge::new(sources))?;
+        for c in inputs {
+            fs::remove_file(&c.path)?;
+        }
+        wal::sync_dir(dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! `heliograph export`: a bucket as line protocol, sorted by time, streamed.
+//!
+//! A reader beside the running agent, never a second writer. It takes the readers lock shared
+//! (the compactor then leaves the log and chunks it reads in place), reads the compaction
+//! cursor, and merges, partition by partition, the chunks up to the cursor with the log records
+//! past it. Every write acknowledged before the export started is in one or the other. Memory
+//! holds one line per chunk of the current partition, plus the uncompacted log records of the
+//! bucket (bounded by `max_pending_bytes`).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::compact::{
+    chunks, is_dropped, live_chunks, load_dropped, partitions, ChunkLines, Merge, Source,
+};
+use super::{decode_record, line_time, names, paths, read_cursor};
+use crate::wal;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// `[agent] data_dir`.
+    pub data_dir: PathBuf,
+    /// The database.
+    pub db: String,
+    /// The retention policy.
+    pub rp: String,
+    /// Points at or after this time (ns), if given.
+    pub start: Option<i64>,
+    /// Points before this time (ns), if given.
+    pub end: Option<i64>,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// No store in the data dir.
+    #[error("no local buckets in {} (is this the agent's data_dir?)", .0.display())]
+    NoStore(PathBuf),
+    /// No such bucket.
+    #[error("no bucket {db}/{rp}")]
+    NoBucket {
+        /// The db.
+        db: String,
+        /// The rp.
+        rp: String,
+    },
+    /// Reading the store or writing the output failed.
+    #[error("exporting")]
+    Io(#[from] io::Error),
+}
+
+/// Streams the bucket to `out`; returns the points written.
+///
+/// # Errors
+/// [`ExportError`]: no store, no bucket, or an I/O error.
+pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportError> {
+    let (wal_dir, cursor_path, readers_path) = paths(&req.data_dir);
+    let root = req.data_dir.join("buckets");
+    if !root.join("data").is_dir() {
+        return Err(ExportError::NoStore(req.data_dir.clone()));
+    }
+    let readers = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&readers_path)?;
+    readers.lock_shared()?;
+    let cursor = read_cursor(&cursor_path)?;
+    let dropped = load_dropped(&root);
+    let in_range = |t: i64| req.start.is_none_or(|s| t >= s) && req.end.is_none_or(|e| t < e);
+
+    // The log past the cursor: this bucket's lines, by partition start.
+    let mut tail: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+    let mut found = false;
+    let partition_of = partition_span(&root);
+    wal::read_from(&wal_dir, cursor + 1, |r| {
+        let Some((db, rp, lp)) = decode_record(&r.payload) else {
+            return;
+        };
+        if db != req.db || rp != req.rp || is_dropped(&dropped, db, r.seq) {
+            return;
+        }
+        found = true;
+        for line in lp.lines() {
+            if let Some(t) = line_time(line).filter(|t| in_range(*t)) {
+                tail.entry(partition_of(t))
+                    .or_default()
+                    .push((t, line.to_owned()));
+            }
+        }
+    })?;
+
+    let bucket_dir = bucket_dir(&root, &req.db, &req.rp)?;
+    let mut parts: BTreeMap<i64, Option<PathBuf>> = tail.keys().map(|k| (*k, None)).collect();
+    if bucket_dir.is_dir() {
+        found = true;
+        for (db, rp, start, dir) in partitions(&root.join("data"))? {
+            if db == req.db && rp == req.rp {
+                parts.insert(start, Some(dir));
+            }
+        }
+    }
+    if !found {
+        return Err(ExportError::NoBucket {
+            db: req.db.clone(),
+            rp: req.rp.clone(),
+        });
+    }
+    let mut written = 0;
+    let mut buf = io::BufWriter::with_capacity(1 << 16, out);
+    for (start, dir) in parts {
+        let mut sources: Vec<Source> = Vec::new();
+        if let Some(dir) = dir {
+            let (live, _) = live_chunks(chunks(&dir)?);
+            for c in live.into_iter().filter(|c| c.last <= cursor) {
+                sources.push(Box::new(ChunkLines::open(&c.path)?));
+            }
+        }
+        if let Some(mut lines) = tail.remove(&start) {
+            lines.sort();
+            sources.push(Box::new(lines.into_iter().map(Ok)));
+        }
+        for item in Merge::new(sources) {
+            let (t, line) = item?;
+            if in_range(t) {
+                buf.write_all(line.as_bytes())?;
+                buf.write_all(b"\n")?;
+                written += 1;
+            }
+        }
+    }
+    buf.flush()?;
+    drop(readers);
+    Ok(written)
+}
+
+fn bucket_dir(root: &Path, db: &str, rp: &str) -> io::Result<PathBuf> {
+    let d = names::encode("database", db).map_err(io::Error::other)?;
+    let r = names::encode("retention policy", rp).map_err(io::Error::other)?;
+    Ok(root.join("data").join(d).join(r))
+}
+
+/// Maps a time to its partition start, using the partition span recorded by the store.
+fn partition_span(root: &Path) -> impl Fn(i64) -> i64 {
+    let span = std::fs::read_to_string(root.join("partition_ns"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(3_600_000_000_000);
+    move |t| t.div_euclid(span) * span
+}
+
+/// Parses an RFC 3339 time (`2024-01-02T03:04:05Z`, `...05.123+02:00`) into ns since the epoch.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let err = || format!("invalid RFC 3339 time {s:?}; expected e.g. 2024-01-02T03:04:05Z");
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(err());
+    }
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(err);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return Err(err());
+    }
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &s[start..i];
+        if frac.is_empty() || frac.len() > 9 {
+            return Err(err());
+        }
+        nanos = frac.parse::<i64>().map_err(|_| err())? * 10i64.pow(9 - frac.len() as u32);
+    }
+    let offset = match &s[i..] {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6
+            && matches!(tz.as_bytes()[0], b'+' | b'-')
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let oh: i64 = tz[1..3].parse().map_err(|_| err())?;
+            let om: i64 = tz[4..6].parse().map_err(|_| err())?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return Err(err()),
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    secs.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(nanos))
+        .ok_or_else(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-15T00:13:20.5+02:00").unwrap(),
+            1_700_000_000_500_000_000
+        );
+        assert!(parse_rfc3339("yesterday").is_err());
+        assert!(parse_rfc3339("2023-13-01T00:00:00Z").is_err());
+    }
+}

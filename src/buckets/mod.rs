@@ -1,0 +1,504 @@
+//! Local buckets: a durable store where an acknowledged write survives a crash.
+//!
+//! A bucket is (db, rp). A write is appended to the store's [`crate::wal`] log and acknowledged
+//! once the group commit's fsync covering it has completed. A compactor thread then moves what
+//! the log holds into time partitions per bucket: gzip'd chunks of line protocol sorted by time,
+//! named after the range of log records they hold. The log is trimmed once everything in a
+//! segment is compacted; retention drops whole expired partitions.
+//!
+//! ```text
+//! data_dir/LOCK                       held by the running agent: one writer per data_dir
+//! data_dir/buckets/wal/               the log
+//! data_dir/buckets/compacted          the last log record compacted (replaced atomically)
+//! data_dir/buckets/readers.lock       shared by `export`; the compactor deletes only when free
+//! data_dir/buckets/data/DB/RP/measurements
+//! data_dir/buckets/data/DB/RP/PARTITION_START_NS/FIRST-LAST.lp.gz
+//! ```
+//!
+//! Crash safety of compaction: a chunk is written to a temporary name, fsync'd and renamed, and
+//! only then is the `compacted` cursor advanced. At open, chunks past the cursor (a compaction
+//! that crashed before its cursor moved) and chunks whose range another chunk covers (a merge
+//! that crashed before removing its inputs) are removed; the log still holds their records.
+
+mod compact;
+pub mod export;
+pub mod names;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::buffer::Refusal;
+use crate::line_protocol;
+use crate::metric::Metric;
+use crate::wal::{self, Log, LogError, LogOptions};
+
+/// Settings of the store (from `[[outputs.buckets]]` and `[agent] data_dir`).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Where the store lives: `data_dir/buckets`.
+    pub data_dir: PathBuf,
+    /// How long points are kept, by their timestamp.
+    pub retention: Duration,
+    /// The time span of one partition.
+    pub partition: Duration,
+    /// How often the compactor runs.
+    pub compaction_interval: Duration,
+    /// Log bytes not yet compacted past which writes are refused (503).
+    pub max_pending_bytes: u64,
+    /// The database for metrics that carry none (gathered metrics).
+    pub default_database: String,
+    /// Log segment size.
+    pub segment_bytes: u64,
+}
+
+/// Counters of the store.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Corrupt log records skipped at open.
+    pub corrupt_records: AtomicU64,
+    /// Compaction runs that wrote something.
+    pub compactions: AtomicU64,
+    /// Points written to partitions.
+    pub compacted_points: AtomicU64,
+    /// Partitions dropped by retention.
+    pub expired_partitions: AtomicU64,
+}
+
+/// Why the store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the data directory.
+    #[error("data_dir {} is in use by another heliograph (the lock {} is held)", .dir.display(), .lock.display())]
+    Locked {
+        /// The data dir.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// An I/O error on the store's directories.
+    #[error("opening the bucket store in {}", .dir.display())]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// (db, rp) → measurements seen.
+type Catalog = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// The store; see the module docs.
+#[derive(Debug)]
+pub struct BucketStore {
+    root: PathBuf,
+    options: StoreOptions,
+    log: Log,
+    _lock: File,
+    pending_bytes: AtomicU64,
+    catalog: Mutex<Catalog>,
+    /// Wakes the compactor early (pending bytes high, or stop).
+    wake: (Mutex<bool>, Condvar),
+    stopped: AtomicBool,
+    closed: AtomicBool,
+    /// Counters.
+    pub stats: StoreStats,
+    /// Recent compaction throughput (bytes, duration) for Retry-After.
+    drain: Mutex<Option<(u64, Instant)>>,
+    /// The compactor thread, joined by [`BucketStore::close`].
+    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+pub(crate) fn paths(data_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let root = data_dir.join("buckets");
+    (
+        root.join("wal"),
+        root.join("compacted"),
+        root.join("readers.lock"),
+    )
+}
+
+pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
+    match fs::read_to_string(path) {
+        Ok(s) => s.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a number", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    wal::sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The payload of one log record: `u16 len | db | u16 len | rp | line protocol`.
+fn encode_record(db: &str, rp: &str, metrics: &[&Metric]) -> Vec<u8> {
+    let mut lp = String::with_capacity(metrics.len() * 96 + db.len() + rp.len() + 4);
+    lp.push_str("\0\0"); // room for the header, filled in below
+    lp.push_str(db);
+    lp.push_str("\0\0");
+    lp.push_str(rp);
+    for m in metrics {
+        line_protocol::encode(m, &mut lp);
+    }
+    let mut bytes = lp.into_bytes();
+    bytes[..2].copy_from_slice(&(db.len() as u16).to_le_bytes());
+    let at = 2 + db.len();
+    bytes[at..at + 2].copy_from_slice(&(rp.len() as u16).to_le_bytes());
+    bytes
+}
+
+/// Splits a record payload into (db, rp, line protocol).
+pub(crate) fn decode_record(payload: &[u8]) -> Option<(&str, &str, &str)> {
+    let len = |at: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(payload.get(at..at + 2)?.try_into().ok()?) as usize)
+    };
+    let db_len = len(0)?;
+    let db = std::str::from_utf8(payload.get(2..2 + db_len)?).ok()?;
+    let rp_at = 2 + db_len;
+    let rp_len = len(rp_at)?;
+    let rp = std::str::from_utf8(payload.get(rp_at + 2..rp_at + 2 + rp_len)?).ok()?;
+    let lp = std::str::from_utf8(payload.get(rp_at + 2 + rp_len..)?).ok()?;
+    Some((db, rp, lp))
+}
+
+/// The timestamp of a stored line: its last space-separated token.
+pub(crate) fn line_time(line: &str) -> Option<i64> {
+    line.rsplit_once(' ')?.1.parse().ok()
+}
+
+/// The measurement of a stored line (unescaped).
+fn line_measurement(line: &str) -> Option<String> {
+    let mut p = line_protocol::Parser::new(line);
+    p.next()?.ok().map(|l| l.measurement.into_owned())
+}
+
+impl BucketStore {
+    /// Opens the store under `options.data_dir`, recovering the log and any crashed compaction,
+    /// and starts the compactor thread.
+    ///
+    /// # Errors
+    /// [`OpenError::Locked`] when another agent holds the data dir; I/O errors on the directories.
+    /// Never the contents of the log.
+    pub fn open(options: StoreOptions) -> Result<Arc<BucketStore>, OpenError> {
+        let data_dir = options.data_dir.clone();
+        let io_err = |source| OpenError::Io {
+            dir: data_dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&data_dir).map_err(io_err)?;
+        let lock_path = data_dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError::Locked {
+                dir: data_dir.clone(),
+                lock: lock_path,
+            });
+        }
+        let (wal_dir, cursor_path, _) = paths(&data_dir);
+        let root = data_dir.join("buckets");
+        fs::create_dir_all(root.join("data")).map_err(io_err)?;
+        let (log, recovery, records) = Log::open(
+            &wal_dir,
+            LogOptions {
+                segment_bytes: options.segment_bytes,
+            },
+        )
+        .map_err(io_err)?;
+        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
+            tracing::warn!(
+                corrupt_records = recovery.corrupt,
+                truncated_bytes = recovery.truncated_bytes,
+                missing_segments = recovery.gaps,
+                "recovered the bucket log"
+            );
+        }
+        let cursor = read_cursor(&cursor_path).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the compaction cursor; recompacting the whole log");
+            0
+        });
+        compact::recover_chunks(&root.join("data"), cursor).map_err(io_err)?;
+        let span = options.partition.as_nanos().max(1).to_string();
+        if fs::read_to_string(root.join("partition_ns"))
+            .ok()
+            .as_deref()
+            != Some(span.as_str())
+        {
+            write_atomic(&root.join("partition_ns"), span.as_bytes()).map_err(io_err)?;
+        }
+        let mut catalog = compact::load_catalog(&root.join("data")).map_err(io_err)?;
+        let mut pending = 0u64;
+        for r in records.iter().filter(|r| r.seq > cursor) {
+            pending += r.payload.len() as u64;
+            if let Some((db, rp, lp)) = decode_record(&r.payload) {
+                let set = catalog.entry((db.to_owned(), rp.to_owned())).or_default();
+                for line in lp.lines() {
+                    if let Some(m) = line_measurement(line) {
+                        set.insert(m);
+                    }
+                }
+            }
+        }
+        let store = Arc::new(BucketStore {
+            root,
+            options,
+            log,
+            _lock: lock,
+            pending_bytes: AtomicU64::new(pending),
+            catalog: Mutex::new(catalog),
+            wake: (Mutex::new(false), Condvar::new()),
+            stopped: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stats: StoreStats::default(),
+            drain: Mutex::new(None),
+            compactor: Mutex::new(None),
+        });
+        store
+            .stats
+            .corrupt_records
+            .store(recovery.corrupt, Ordering::Relaxed);
+        let worker = Arc::clone(&store);
+        let handle = std::thread::Builder::new()
+            .name("heliograph-compactor".into())
+            .spawn(move || worker.run_compactor())
+            .map_err(io_err)?;
+        *store.compactor.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(store)
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `metrics` durably; resolves once the fsync covering them has completed.
+    ///
+    /// # Errors
+    /// [`Refusal::Invalid`] for an unusable db or rp name (a client error), [`Refusal::Full`]
+    /// when compaction is behind, [`Refusal::Unavailable`] when the log cannot make the write
+    /// durable (disk full), [`Refusal::ShuttingDown`] once closed. Nothing is stored then.
+    pub async fn append(&self, metrics: &[Metric]) -> Result<(), Refusal> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::ShuttingDown);
+        }
+        let pending = self.pending_bytes.load(Ordering::Relaxed);
+        if pending > self.options.max_pending_bytes {
+            self.wake_compactor();
+            return Err(Refusal::Full {
+                output: "outputs.buckets".into(),
+                queued: metrics.len(),
+                capacity: 0,
+                retry_after: self.retry_after(pending - self.options.max_pending_bytes),
+            });
+        }
+        // InfluxDB refuses points older than the retention; storing them only for retention to
+        // drop them at once would be a silent loss of acknowledged points.
+        let horizon =
+            crate::pipeline::now_ns().saturating_sub(self.options.retention.as_nanos() as i64);
+        let expired = metrics.iter().filter(|m| m.time < horizon).count();
+        if expired > 0 {
+            return Err(Refusal::Invalid(format!(
+                "points beyond retention policy: {expired} of {} points are older than the retention ({}h)",
+                metrics.len(),
+                self.options.retention.as_secs() / 3600
+            )));
+        }
+        // Group by bucket: one log record per bucket in this write (usually one).
+        let mut groups: BTreeMap<(&str, &str), Vec<&Metric>> = BTreeMap::new();
+        for m in metrics {
+            let db = if m.origin.db.is_empty() {
+                self.options.default_database.as_str()
+            } else {
+                m.origin.db.as_str()
+            };
+            groups
+                .entry((db, m.origin.rp.as_str()))
+                .or_default()
+                .push(m);
+        }
+        let mut records = Vec::with_capacity(groups.len());
+        for ((db, rp), ms) in &groups {
+            names::encode("database", db).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            names::encode("retention policy", rp).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            records.push(encode_record(db, rp, ms));
+        }
+        for record in records {
+            let len = record.len() as u64;
+            self.log
+                .append(record)
+                .await
+                .map_err(|e| self.unavailable(&e))?;
+            if self.pending_bytes.fetch_add(len, Ordering::Relaxed) + len
+                > self.options.max_pending_bytes / 2
+            {
+                self.wake_compactor();
+            }
+        }
+        let mut catalog = self.catalog();
+        for ((db, rp), ms) in groups {
+            let key = (db.to_owned(), rp.to_owned());
+            let set = match catalog.get_mut(&key) {
+                Some(set) => set,
+                None => catalog.entry(key).or_default(),
+            };
+            for m in ms {
+                if !set.contains(&m.name) {
+                    set.insert(m.name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unavailable(&self, e: &LogError) -> Refusal {
+        Refusal::Unavailable {
+            output: "outputs.buckets".into(),
+            reason: e.to_string(),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+
+    fn retry_after(&self, excess: u64) -> Duration {
+        let drain = self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        match *drain {
+            Some((bytes, since)) if bytes > 0 => {
+                let rate = bytes as f64 / since.elapsed().as_secs_f64().max(1.0);
+                Duration::from_secs_f64(excess as f64 / rate)
+                    .clamp(Duration::from_secs(1), crate::buffer::MAX_RETRY_AFTER)
+            }
+            _ => self.options.compaction_interval.max(Duration::from_secs(1)),
+        }
+    }
+
+    fn wake_compactor(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    /// Creates the bucket (db, `autogen`) if it does not exist.
+    ///
+    /// # Errors
+    /// An invalid name, or the directory cannot be created.
+    pub fn create_database(&self, db: &str) -> Result<(), String> {
+        let dir = self.bucket_dir(db, crate::metric::DEFAULT_RETENTION_POLICY)?;
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        self.catalog()
+            .entry((
+                db.to_owned(),
+                crate::metric::DEFAULT_RETENTION_POLICY.to_owned(),
+            ))
+            .or_default();
+        Ok(())
+    }
+
+    /// Drops every bucket of `db`: its data and catalog entries (the log's records of it are
+    /// skipped by compaction from now on).
+    ///
+    /// # Errors
+    /// An invalid name, or the directory cannot be removed.
+    pub fn drop_database(&self, db: &str) -> Result<(), String> {
+        let enc = names::encode("database", db).map_err(|e| e.to_string())?;
+        let dir = self.root.join("data").join(enc);
+        self.catalog().retain(|(d, _), _| d != db);
+        // The log may still hold records of this db not compacted yet: remember the drop so
+        // compaction skips them.
+        compact::mark_dropped(&self.root, db, self.log.durable_seq()).map_err(|e| e.to_string())?;
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => wal::sync_dir(&self.root.join("data")).map_err(|e| e.to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("removing {}: {e}", dir.display())),
+        }
+    }
+
+    fn bucket_dir(&self, db: &str, rp: &str) -> Result<PathBuf, String> {
+        let d = names::encode("database", db).map_err(|e| e.to_string())?;
+        let r = names::encode("retention policy", rp).map_err(|e| e.to_string())?;
+        Ok(self.root.join("data").join(d).join(r))
+    }
+
+    /// Databases that have a bucket, sorted.
+    pub fn databases(&self) -> Vec<String> {
+        let dbs: BTreeSet<String> = self.catalog().keys().map(|(d, _)| d.clone()).collect();
+        dbs.into_iter().collect()
+    }
+
+    /// Retention policies of `db`, sorted; empty if the db does not exist.
+    pub fn retention_policies(&self, db: &str) -> Vec<String> {
+        self.catalog()
+            .keys()
+            .filter(|(d, _)| d == db)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Measurements of `db` (every rp), sorted.
+    pub fn measurements(&self, db: &str) -> Vec<String> {
+        let catalog = self.catalog();
+        let all: BTreeSet<&String> = catalog
+            .iter()
+            .filter(|((d, _), _)| d == db)
+            .flat_map(|(_, ms)| ms.iter())
+            .collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// The configured retention.
+    pub fn retention(&self) -> Duration {
+        self.options.retention
+    }
+
+    /// The configured partition span.
+    pub fn partition(&self) -> Duration {
+        self.options.partition
+    }
+
+    /// Log bytes not yet compacted.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Refuses further appends and stops the compactor, waiting for a run in progress to end
+    /// (what the log holds is already durable). The store's lock is released once the last
+    /// handle to it is dropped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
+        self.wake_compactor();
+        let handle = self
+            .compactor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::export::{export, ExportRequest};
+use super::*;
+use crate::metric::{FieldValue, Metric, Origin};
+
+const HOUR: i64 = 3_600_000_000_000;
+
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        data_dir: dir.to_path_buf(),
+        retention: Duration::from_secs(72 * 3600),
+        partition: Duration::from_secs(3600),
+        // Tests drive compaction by hand.
+        compaction_interval: Duration::from_secs(3600),
+        max_pending_bytes: 64 << 20,
+        default_database: "telegraf".into(),
+        segment_bytes: 1 << 20,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn metric(db: &str, name: &str, host: &str, v: i64, t: i64) -> Metric {
+    let mut m = Metric::new(name, t);
+    m.add_tag("host", host);
+    m.add_field("v", FieldValue::Int(v));
+    m.origin = Arc::new(Origin::new(db, None));
+    m
+}
+
+fn dump(dir: &Path, db: &str, start: Option<i64>, end: Option<i64>) -> Vec<String> {
+    let mut out = Vec::new();
+    let req = ExportRequest {
+        data_dir: dir.to_path_buf(),
+        db: db.into(),
+        rp: "autogen".into(),
+        start,
+        end,
+    };
+    export(&req, &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn now() -> i64 {
+    crate::pipeline::now_ns() / HOUR * HOUR
+}
+
+#[test]
+fn export_is_sorted_and_sees_compacted_and_pending_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now();
+    rt().block_on(async {
+        store
+            .append(&[
+                metric("db", "m", "b", 2, t + 2 * HOUR),
+                metric("db", "m", "a", 1, t),
+            ])
+            .await
+            .unwrap();
+        store
+            .append(&[metric("other", "m", "x", 9, t)])
+            .await
+            .unwrap();
+    });
+    assert_eq!(store.compact_once().unwrap(), 3);
+    rt().block_on(store.append(&[metric("db", "m", "c", 3, t + HOUR)]))
+        .unwrap();
+    // One point compacted in each of two partitions, one still in the log.
+    let lines = dump(dir.path(), "db", None, None);
+    assert_eq!(
+        lines,
+        [
+            format!("m,host=a v=1i {t}"),
+            format!("m,host=c v=3i {}", t + HOUR),
+            format!("m,host=b v=2i {}", t + 2 * HOUR),
+        ]
+    );
+    assert_eq!(
+        dump(dir.path(), "db", Some(t + 1), Some(t + 2 * HOUR)),
+        [format!("m,host=c v=3i {}", t + HOUR)]
+    );
+    assert_eq!(store.databases(), ["db", "other"]);
+    assert_eq!(store.measurements("db"), ["m"]);
+}
+
+#[test]
+fn reopen_replays_and_crashed_compaction_leaves_no_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    {
+        let store = BucketStore::open(options(dir.path())).unwrap();
+        rt().block_on(store.append(&[metric("db", "m", "a", 1, t)]))
+            .unwrap();
+        store.compact_once().unwrap();
+        rt().block_on(store.append(&[metric("db", "m", "b", 2, t + 1)]))
+            .unwrap();
+        store.close();
+    }
+    // Forge what a compaction that crashed before moving its cursor leaves: a chunk past the
+    // cursor, a temporary file, and a merge's output beside its inputs.
+    let part = dir
+        .path()
+        .join("buckets/data/db/autogen")
+        .join(t.to_string());
+    fs::copy(
+        part.join(
+            super::compact::chunks(&part).unwrap()[0]
+                .path
+                .file_name()
+                .unwrap(),
+        ),
+        part.join(format!("{:020}-{:020}.lp.gz", 2, 2)),
+    )
+    .unwrap();
+    fs::write(part.join("junk.tmp"), b"partial").unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    assert_eq!(
+        super::compact::chunks(&part).unwrap().len(),
+        1,
+        "the chunk past the cursor is gone"
+    );
+    assert!(!part.join("junk.tmp").exists());
+    store.compact_once().unwrap();
+    let lines = dump(dir.path(), "db", None, None);
+    assert_eq!(
+        lines,
+        [
+            format!("m,host=a v=1i {t}"),
+            format!("m,host=b v=2i {}", t + 1)
+        ]
+    );
+
+    // A merge that crashed after writing its output: the inputs are covered and removed.
+    let chunks = super::compact::chunks(&part).unwrap();
+    assert_eq!(chunks.len(), 2);
+    let merged = part.join(format!(
+        "{:020}-{:020}.lp.gz",
+        chunks[0].first, chunks[1].last
+    ));
+    let mut data = Vec::new();
+    for c in &chunks {
+        data.extend(fs::read(&c.path).unwrap()); // gzip members concatenate
+    }
+    fs::write(&merged, data).unwrap();
+    store.close();
+    drop(store);
+    let _store = BucketStore::open(options(dir.path())).unwrap();
+    assert_eq!(super::compact::chunks(&part).unwrap().len(), 1);
+    assert_eq!(dump(dir.path(), "db", None, None).len(), 2);
+}
+
+#[test]
+fn second_open_of_a_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = BucketStore::open(options(dir.path())).unwrap();
+    let err = BucketStore::open(options(dir.path())).unwrap_err();
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+}
+
+#[test]
+fn hostile_names_are_refused_or_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now();
+    rt().block_on(async {
+        for db in ["..", "../../etc", "a/b", "x\0y"] {
+            store.append(&[metric(db, "m", "a", 1, t)]).await.unwrap();
+        }
+        let long = "d".repeat(10_000);
+        assert!(matches!(
+            store.append(&[metric(&long, "m", "a", 1, t)]).await,
+            Err(Refusal::Invalid(_))
+        ));
+    });
+    store.compact_once().unwrap();
+    let data = dir.path().join("buckets/data");
+    for entry in fs::read_dir(&data).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains('.') && !name.contains('/'), "{name}");
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only LOCK and buckets/ in data_dir"
+    );
+    assert_eq!(dump(dir.path(), "../../etc", None, None).len(), 1);
+}
+
+#[test]
+fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    let old = t - 100 * HOUR;
+    {
+        // Written while the retention was longer; it has expired under the current one.
+        let mut long = options(dir.path());
+        long.retention = Duration::from_secs(200 * 3600);
+        let store = BucketStore::open(long).unwrap();
+        rt().block_on(store.append(&[metric("db", "m", "old", 1, old)]))
+            .unwrap();
+        store.close();
+    }
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    rt().block_on(async {
+        let refused = store.append(&[metric("db", "m", "old", 1, old)]).await;
+        assert!(
+            matches!(refused, Err(Refusal::Invalid(ref m)) if m.contains("beyond retention")),
+            "{refused:?}"
+        );
+        for i in 0..10 {
+            store
+                .append(&[metric("db", "m", "new", i, t - 2 * HOUR + i)])
+                .await
+                .unwrap();
+            store.compact_once().unwrap();
+        }
+    });
+    let part = dir
+        .path()
+        .join("buckets/data/db/autogen")
+        .join((t - 2 * HOUR).to_string());
+    assert_eq!(super::compact::chunks(&part).unwrap().len(), 10);
+    store.maintain().unwrap();
+    assert_eq!(
+        super::compact::chunks(&part).unwrap().len(),
+        1,
+        "a closed partition is merged"
+    );
+    let lines = dump(dir.path(), "db", None, None);
+    assert_eq!(
+        lines.len(),
+        10,
+        "the expired point is gone, the rest kept: {lines:?}"
+    );
+    assert!(lines.iter().all(|l| l.contains("host=new")));
+    assert_eq!(store.stats.expired_partitions.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn drop_database_removes_compacted_and_pending_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now();
+    rt().block_on(store.append(&[metric("gone", "m", "a", 1, t)]))
+        .unwrap();
+    store.compact_once().unwrap();
+    rt().block_on(store.append(&[metric("gone", "m", "b", 2, t)]))
+        .unwrap();
+    store.drop_database("gone").unwrap();
+    store.compact_once().unwrap();
+    assert!(!store.databases().contains(&"gone".to_string()));
+    rt().block_on(store.append(&[metric("gone", "m", "c", 3, t)]))
+        .unwrap();
+    assert_eq!(
+        dump(dir.path(), "gone", None, None),
+        [format!("m,host=c v=3i {t}")]
+    );
+}
+
+#[test]
+fn compacted_partition_is_under_a_quarter_of_its_line_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now() - HOUR;
+    let mut lp_bytes = 0;
+    rt().block_on(async {
+        for i in 0..2000i64 {
+            let mut batch = Vec::new();
+            for (cpu, host) in [("cpu0", "web-01"), ("cpu1", "web-01"), ("cpu0", "web-02")] {
+                let mut m = Metric::new("cpu", t + i * 1_000_000_000);
+                m.add_tag("cpu", cpu);
+                m.add_tag("host", host);
+                m.add_field(
+                    "usage_idle",
+                    FieldValue::Float(90.0 + (i % 97) as f64 / 10.0),
+                );
+                m.add_field(
+                    "usage_system",
+                    FieldValue::Float(1.0 + (i % 13) as f64 / 7.0),
+                );
+                m.add_field("usage_user", FieldValue::Float(5.5 + (i % 31) as f64 / 3.0));
+                m.origin = Arc::new(Origin::new("db", None));
+                let mut text = String::new();
+                crate::line_protocol::encode(&m, &mut text);
+                lp_bytes += text.len();
+                batch.push(m);
+            }
+            store.append(&batch).await.unwrap();
+        }
+    });
+    store.compact_once().unwrap();
+    let part = dir
+        .path()
+        .join("buckets/data/db/autogen")
+        .join(t.to_string());
+    let size: u64 = super::compact::chunks(&part)
+        .unwrap()
+        .iter()
+        .map(|c| fs::metadata(&c.path).unwrap().len())
+        .sum();
+    assert!(
+        size * 4 <= lp_bytes as u64,
+        "{size} bytes on disk for {lp_bytes} bytes of line protocol"
+    );
+}
+
+#[test]
+fn full_log_backlog_is_refused_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_pending_bytes = 1 << 20;
+    let store = BucketStore::open(opts).unwrap();
+    let t = now();
+    let batch: Vec<Metric> = (0..10).map(|i| metric("db", "m", "a", i, t + i)).collect();
+    rt().block_on(store.append(&batch)).unwrap();
+    // Compaction far behind (as if the disk were slow): the backlog is over the limit.
+    store.pending_bytes.store((1 << 20) + 1, Ordering::Relaxed);
+    let r = rt().block_on(store.append(&batch[..1]));
+    match r {
+        Err(e @ Refusal::Full { .. }) => assert!(e.retry_after_secs() >= 1),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    store.pending_bytes.store(0, Ordering::Relaxed);
+    assert!(
+        rt().block_on(store.append(&batch[..1])).is_ok(),
+        "admits again once compaction caught up"
+    );
+}
