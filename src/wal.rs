@@ -150,14 +150,26 @@ fn decode(buf: &[u8], at: usize) -> Option<(Record, usize)> {
 /// offset just past the last valid record.
 fn scan(buf: &[u8]) -> (Vec<Record>, u64, usize) {
     let mut records = Vec::new();
+    let (corrupt, end) = scan_with(buf, |r| {
+        records.push(r);
+        true
+    });
+    (records, corrupt, end)
+}
+
+/// Scans records in order, handing each to `each` until it returns false; returns the corrupt
+/// stretches skipped and the offset just past the last valid record seen.
+fn scan_with(buf: &[u8], mut each: impl FnMut(Record) -> bool) -> (u64, usize) {
     let mut corrupt = 0;
     let mut at = 0;
     let mut end = 0;
     while at < buf.len() {
         if let Some((r, next)) = decode(buf, at) {
-            records.push(r);
             at = next;
             end = next;
+            if !each(r) {
+                break;
+            }
             continue;
         }
         // Not a valid record here: look for the next one that validates.
@@ -179,7 +191,7 @@ fn scan(buf: &[u8]) -> (Vec<Record>, u64, usize) {
             None => break, // nothing valid after this point: a torn tail
         }
     }
-    (records, corrupt, end)
+    (corrupt, end)
 }
 
 fn read_file(path: &Path) -> io::Result<Vec<u8>> {
@@ -194,6 +206,21 @@ fn read_file(path: &Path) -> io::Result<Vec<u8>> {
 /// # Errors
 /// The directory cannot be listed or a segment cannot be read.
 pub fn read_from(dir: &Path, from: u64, mut each: impl FnMut(Record)) -> io::Result<Recovery> {
+    read_while(dir, from, |r| {
+        each(r);
+        true
+    })
+}
+
+/// Like [`read_from`], but stops at the first record for which `each` returns false.
+///
+/// # Errors
+/// The directory cannot be listed or a segment cannot be read.
+pub fn read_while(
+    dir: &Path,
+    from: u64,
+    mut each: impl FnMut(Record) -> bool,
+) -> io::Result<Recovery> {
     let mut stats = Recovery::default();
     let segs = segments(dir)?;
     for (i, (_, path)) in segs.iter().enumerate() {
@@ -206,13 +233,18 @@ pub fn read_from(dir: &Path, from: u64, mut each: impl FnMut(Record)) -> io::Res
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // removed meanwhile
             Err(e) => return Err(e),
         };
-        let (records, corrupt, _) = scan(&buf);
-        stats.corrupt += corrupt;
-        for r in records {
-            if r.seq >= from {
-                stats.records += 1;
-                each(r);
+        let mut go_on = true;
+        let (corrupt, _) = scan_with(&buf, |r| {
+            if r.seq < from {
+                return true;
             }
+            stats.records += 1;
+            go_on = each(r);
+            go_on
+        });
+        stats.corrupt += corrupt;
+        if !go_on {
+            break;
         }
     }
     Ok(stats)

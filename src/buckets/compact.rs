@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{
-    decode_record, line_measurement, line_time, names, paths, read_cursor, write_atomic,
-    BucketStore, Catalog,
+    decode_record, line_time, names, paths, read_cursor, write_atomic, BucketStore, Catalog,
 };
 use crate::wal;
 
@@ -200,6 +199,9 @@ pub(crate) fn is_dropped(dropped: &BTreeMap<String, u64>, db: &str, seq: u64) ->
     dropped.get(db).is_some_and(|until| seq <= *until)
 }
 
+/// Lines of one partition in a compaction run: (time, line) borrowed from the run's payloads.
+type Lines<'a> = Vec<(i64, &'a str)>;
+
 /// A sorted stream of (time, line): a chunk, or log records sorted in memory.
 pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
 
@@ -301,8 +303,7 @@ fn write_chunk(
         .write(true)
         .truncate(true)
         .open(&tmp)?;
-    let mut gz =
-        flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
+    let mut gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
     let mut n = 0;
     for item in lines {
         let (_, line) = item?;
@@ -369,68 +370,79 @@ impl BucketStore {
         let cursor = read_cursor(&cursor_path)?;
         let dropped = load_dropped(&self.root);
         let partition = self.options.partition.as_nanos().max(1) as i64;
-        let mut groups: BTreeMap<(String, String, i64), Vec<(i64, String)>> = BTreeMap::new();
+        // The run's payloads stay in memory; lines are sorted as slices of them.
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
         let mut first = None;
         let mut last = cursor;
         let mut bytes = 0usize;
-        wal::read_from(&wal_dir, cursor + 1, |r| {
+        wal::read_while(&wal_dir, cursor + 1, |r| {
             if bytes >= MAX_RUN_BYTES {
-                return;
+                return false;
             }
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
             last = r.seq;
-            let Some((db, rp, lp)) = decode_record(&r.payload) else {
-                tracing::error!(seq = r.seq, "skipping an undecodable log record");
-                return;
-            };
-            if is_dropped(&dropped, db, r.seq) {
-                return;
+            match decode_record(&r.payload) {
+                Some((db, _, _)) if is_dropped(&dropped, db, r.seq) => {}
+                Some(_) => payloads.push(r.payload),
+                None => tracing::error!(seq = r.seq, "skipping an undecodable log record"),
             }
-            for line in lp.lines() {
-                if let Some(t) = line_time(line) {
-                    let start = t.div_euclid(partition) * partition;
-                    groups
-                        .entry((db.to_owned(), rp.to_owned(), start))
-                        .or_default()
-                        .push((t, line.to_owned()));
-                }
-            }
+            true
         })?;
         let Some(first) = first else {
             return Ok(0);
         };
+        let mut groups: BTreeMap<(&str, &str, i64), Lines<'_>> = BTreeMap::new();
+        for payload in &payloads {
+            let (db, rp, lp) = decode_record(payload).expect("decoded when read");
+            let mut current: Option<(i64, &mut Lines<'_>)> = None;
+            for line in lp.lines() {
+                let Some(t) = line_time(line) else { continue };
+                let start = t.div_euclid(partition) * partition;
+                // Lines of one record mostly share a partition: look the group up only on change.
+                let group = match current.take() {
+                    Some((s, g)) if s == start => g,
+                    _ => groups.entry((db, rp, start)).or_default(),
+                };
+                group.push((t, line));
+                current = Some((start, group));
+            }
+        }
         let data = self.root.join("data");
         let mut points = 0;
-        let mut touched: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
         for ((db, rp, start), mut lines) in groups {
-            lines.sort();
-            let set = touched.entry((db.clone(), rp.clone())).or_default();
-            for (_, line) in &lines {
-                if let Some(m) = line_measurement(line) {
-                    set.insert(m);
-                }
-            }
+            lines.sort_unstable();
+            touched.insert((db, rp));
             let dir = data
-                .join(names::encode("database", &db).map_err(io::Error::other)?)
-                .join(names::encode("retention policy", &rp).map_err(io::Error::other)?)
+                .join(names::encode("database", db).map_err(io::Error::other)?)
+                .join(names::encode("retention policy", rp).map_err(io::Error::other)?)
                 .join(start.to_string());
-            points += write_chunk(&dir, first, last, lines.into_iter().map(Ok))?;
+            points += write_chunk(
+                &dir,
+                first,
+                last,
+                lines.into_iter().map(|(t, l)| Ok((t, l.to_owned()))),
+            )?;
         }
-        // Measurements files first: the cursor must not pass data whose names are not recorded.
-        for ((db, rp), new) in touched {
+        // Measurements files before the cursor moves: the names of compacted data are recorded.
+        for (db, rp) in touched {
             let dir = data
-                .join(names::encode("database", &db).map_err(io::Error::other)?)
-                .join(names::encode("retention policy", &rp).map_err(io::Error::other)?);
+                .join(names::encode("database", db).map_err(io::Error::other)?)
+                .join(names::encode("retention policy", rp).map_err(io::Error::other)?);
+            let known = self
+                .catalog()
+                .get(&(db.to_owned(), rp.to_owned()))
+                .cloned()
+                .unwrap_or_default();
             let path = dir.join("measurements");
-            let mut all: BTreeSet<String> = fs::read_to_string(&path)
+            let on_disk: BTreeSet<String> = fs::read_to_string(&path)
                 .unwrap_or_default()
                 .lines()
                 .map(str::to_owned)
                 .collect();
-            let before = all.len();
-            all.extend(new);
-            if all.len() != before {
+            if !known.is_subset(&on_disk) {
+                let all: BTreeSet<&String> = known.iter().chain(on_disk.iter()).collect();
                 let text: String = all.iter().map(|m| format!("{m}\n")).collect();
                 write_atomic(&path, text.as_bytes())?;
             }
