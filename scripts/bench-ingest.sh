@@ -68,6 +68,7 @@ cat > "$work/null.toml" <<CONF
   service_address = "127.0.0.1:$p"
 [[outputs.file]]
   files = ["/dev/null"]
+  buffer = "memory"
 CONF
 "$BIN/heliograph" --config "$work/null.toml" & pids+=($!); wait_port "$p"
 run_load heliograph_null "http://127.0.0.1:$p/write?db=load" "${pids[-1]}"

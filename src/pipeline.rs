@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::buckets::BucketStore;
-use crate::buffer::{MemoryBuffer, Refusal};
-use crate::config::{self, Config, InputCommon};
+use crate::buffer::{DiskBuffer, MemoryBuffer, OutputBuffer, Refusal};
+use crate::config::{self, BufferMode, Config, InputCommon};
 use crate::metric::Metric;
 use crate::plugins::{
     Accumulator, BuiltInput, BuiltOutput, DynInput, DynOutput, DynProcessor, ServiceContext,
@@ -44,7 +44,7 @@ pub struct OutputSlot {
     /// `outputs.NAME` or `outputs.NAME::alias`.
     pub id: String,
     /// Where admitted writes wait.
-    pub buffer: Arc<MemoryBuffer>,
+    pub buffer: OutputBuffer,
     /// Counters.
     pub stats: OutputStats,
     batch_size: usize,
@@ -98,16 +98,28 @@ impl Pipeline {
             }
         }
         if let Some(store) = &self.store {
-            // Durable first: if the store refuses, the memory reservations are dropped unused
-            // and nothing of the write is queued anywhere.
+            // Durable first: if the store refuses, the reservations are dropped unused and
+            // nothing of the write is queued anywhere.
             if let Err(refusal) = store.append(&metrics).await {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(refusal);
             }
         }
         let chunk: Arc<[Metric]> = metrics.into();
-        for r in reservations {
-            r.commit(Arc::clone(&chunk));
+        // Disk buffers next (each resolves after its fsync), memory buffers last, so a failed
+        // fsync leaves the memory outputs untouched. A disk buffer that committed before
+        // another one failed keeps the write: the writer's retry makes it a duplicate there,
+        // which InfluxDB-style outputs absorb (writes are idempotent per series and time).
+        let (durable, memory): (Vec<_>, Vec<_>) =
+            reservations.into_iter().partition(|r| r.is_durable());
+        for r in durable {
+            if let Err(refusal) = r.commit(Arc::clone(&chunk)).await {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(refusal);
+            }
+        }
+        for r in memory {
+            r.commit(Arc::clone(&chunk)).await?;
         }
         Ok(())
     }
@@ -257,12 +269,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         };
         let flush_interval = config::flush_interval(&agent, &o.common);
+        let capacity = o.common.buffer_limit.unwrap_or(agent.metric_buffer_limit);
+        let buffer = match o.common.buffer {
+            BufferMode::Memory => {
+                OutputBuffer::Memory(MemoryBuffer::new(id.clone(), capacity, flush_interval))
+            }
+            BufferMode::Disk => {
+                let dir = agent.data_dir.join("buffers").join(buffer_dir_name(&id));
+                let max_bytes = o.common.buffer_max_bytes.map_or(0, |s| s.0);
+                let name = id.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    DiskBuffer::open(name, &dir, capacity, max_bytes, flush_interval)
+                })
+                .await
+                .map_err(|e| StartError {
+                    message: format!("{id}: {e}"),
+                    source: None,
+                })?;
+                OutputBuffer::Disk(opened.map_err(|e| StartError {
+                    message: format!("{id}: cannot open its disk buffer"),
+                    source: Some(e),
+                })?)
+            }
+        };
         let slot = Arc::new(OutputSlot {
-            buffer: MemoryBuffer::new(
-                id.clone(),
-                o.common.buffer_limit.unwrap_or(agent.metric_buffer_limit),
-                flush_interval,
-            ),
+            buffer,
             id,
             stats: OutputStats::default(),
             batch_size: o
@@ -452,7 +483,16 @@ async fn run_output(
                 () = slot.buffer.wait_until_len(slot.batch_size) => {}
             }
         }
-        let batch = slot.buffer.peek(slot.batch_size);
+        let batch = match slot.buffer.peek(slot.batch_size).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(output = %slot.id, %error, "cannot read the disk buffer; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(RETRY_BASE) => continue,
+                }
+            }
+        };
         if batch.is_empty() {
             if stop.is_cancelled() {
                 return;
@@ -462,7 +502,9 @@ async fn run_output(
         match output.write(&batch).await {
             Ok(()) => {
                 failures = 0;
-                slot.buffer.consume(batch.len());
+                if let Err(error) = slot.buffer.consume(batch.len()).await {
+                    tracing::error!(output = %slot.id, %error, "cannot persist the disk buffer cursor; these points may be sent again after a restart");
+                }
                 slot.stats
                     .written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -489,6 +531,20 @@ async fn run_output(
             }
         }
     }
+}
+
+/// The directory name of an output's disk buffer: its id, with anything but `[A-Za-z0-9_-]`
+/// encoded (`outputs.file::good` → `outputs%2Efile%3A%3Agood`).
+fn buffer_dir_name(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))].

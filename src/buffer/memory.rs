@@ -2,15 +2,12 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Refusal, MAX_RETRY_AFTER};
+use super::{DrainRate, Refusal, MAX_RETRY_AFTER};
 use crate::metric::Metric;
-
-/// How far back the drain rate looks: long enough to span a few flushes.
-const DRAIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// A bounded in-memory queue of points for one output; see the module docs of [`super`].
 #[derive(Debug)]
@@ -34,8 +31,8 @@ struct State {
     queued: usize,
     /// Points reserved by writes being admitted.
     reserved: usize,
-    /// Recent consumption, for the drain rate: (when, points).
-    drained: VecDeque<(Instant, usize)>,
+    /// Recent consumption, for Retry-After.
+    drain: DrainRate,
     closed: bool,
 }
 
@@ -96,7 +93,7 @@ impl MemoryBuffer {
                 output: self.output.clone(),
                 queued: used,
                 capacity: self.capacity,
-                retry_after: self.retry_after(&mut st, needed),
+                retry_after: st.drain.retry_after(needed, self.idle_retry),
             });
         }
         st.reserved += points;
@@ -105,24 +102,6 @@ impl MemoryBuffer {
             points,
             done: false,
         })
-    }
-
-    fn retry_after(&self, st: &mut State, needed: usize) -> Duration {
-        let now = Instant::now();
-        while st
-            .drained
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > DRAIN_WINDOW)
-        {
-            st.drained.pop_front();
-        }
-        let Some((oldest, _)) = st.drained.front() else {
-            return self.idle_retry;
-        };
-        let total: usize = st.drained.iter().map(|(_, n)| n).sum();
-        let span = now.duration_since(*oldest).max(Duration::from_secs(1));
-        let rate = total as f64 / span.as_secs_f64();
-        Duration::from_secs_f64(needed as f64 / rate).clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
     }
 
     /// Up to `max` of the oldest queued points, left in the buffer until [`Self::consume`].
@@ -158,7 +137,7 @@ impl MemoryBuffer {
                 left = 0;
             }
         }
-        st.drained.push_back((Instant::now(), points));
+        st.drain.record(points);
     }
 
     /// Waits until at least `points` are queued (returns at once if they are).

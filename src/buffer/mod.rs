@@ -7,11 +7,165 @@
 //! consumer: it [`MemoryBuffer::peek`]s a batch, writes it, then [`MemoryBuffer::consume`]s it,
 //! so a failed write leaves the batch in place for the retry.
 
+mod disk;
 mod memory;
+pub mod record;
 
+pub use disk::{DiskBuffer, DiskReservation};
 pub use memory::{MemoryBuffer, Reservation};
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metric::Metric;
+
+/// How far back the drain rate looks: long enough to span a few flushes.
+const DRAIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Recent consumption of a buffer, from which a refusal's Retry-After is derived.
+#[derive(Debug, Default)]
+pub struct DrainRate {
+    drained: VecDeque<(Instant, usize)>,
+}
+
+impl DrainRate {
+    /// Records that `points` were written by the output just now.
+    pub fn record(&mut self, points: usize) {
+        self.drained.push_back((Instant::now(), points));
+        self.prune(Instant::now());
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .drained
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > DRAIN_WINDOW)
+        {
+            self.drained.pop_front();
+        }
+    }
+
+    /// How long until `needed` points have drained at the recent rate; `idle` when nothing
+    /// drained lately. Between 1 s and [`MAX_RETRY_AFTER`].
+    pub fn retry_after(&mut self, needed: usize, idle: Duration) -> Duration {
+        let now = Instant::now();
+        self.prune(now);
+        let Some((oldest, _)) = self.drained.front() else {
+            return idle;
+        };
+        let total: usize = self.drained.iter().map(|(_, n)| n).sum();
+        let span = now.duration_since(*oldest).max(Duration::from_secs(1));
+        let rate = total as f64 / span.as_secs_f64();
+        Duration::from_secs_f64(needed as f64 / rate).clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
+    }
+}
+
+/// An output's buffer: in memory, or on disk.
+#[derive(Debug, Clone)]
+pub enum OutputBuffer {
+    /// Lost on a crash.
+    Memory(Arc<MemoryBuffer>),
+    /// Survives a crash; admission waits for its fsync.
+    Disk(Arc<DiskBuffer>),
+}
+
+/// Room reserved in an [`OutputBuffer`].
+#[derive(Debug)]
+pub enum AnyReservation {
+    /// In a memory buffer.
+    Memory(Reservation),
+    /// In a disk buffer.
+    Disk(DiskReservation),
+}
+
+impl OutputBuffer {
+    /// See [`MemoryBuffer::reserve`].
+    ///
+    /// # Errors
+    /// A [`Refusal`] when the write cannot be admitted.
+    pub fn reserve(&self, points: usize) -> Result<AnyReservation, Refusal> {
+        match self {
+            OutputBuffer::Memory(b) => b.reserve(points).map(AnyReservation::Memory),
+            OutputBuffer::Disk(b) => b.reserve(points).map(AnyReservation::Disk),
+        }
+    }
+
+    /// Points queued.
+    pub fn len(&self) -> usize {
+        match self {
+            OutputBuffer::Memory(b) => b.len(),
+            OutputBuffer::Disk(b) => b.len(),
+        }
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `max` of the oldest queued points, left queued.
+    ///
+    /// # Errors
+    /// A disk buffer could not read its log.
+    pub async fn peek(&self, max: usize) -> std::io::Result<Vec<Metric>> {
+        match self {
+            OutputBuffer::Memory(b) => Ok(b.peek(max)),
+            OutputBuffer::Disk(b) => b.peek(max).await,
+        }
+    }
+
+    /// Drops the `points` oldest points, written by the output.
+    ///
+    /// # Errors
+    /// A disk buffer could not persist its cursor.
+    pub async fn consume(&self, points: usize) -> std::io::Result<()> {
+        match self {
+            OutputBuffer::Memory(b) => {
+                b.consume(points);
+                Ok(())
+            }
+            OutputBuffer::Disk(b) => b.consume(points).await,
+        }
+    }
+
+    /// Waits until at least `points` are queued.
+    pub async fn wait_until_len(&self, points: usize) {
+        match self {
+            OutputBuffer::Memory(b) => b.wait_until_len(points).await,
+            OutputBuffer::Disk(b) => b.wait_until_len(points).await,
+        }
+    }
+
+    /// Refuses further reservations.
+    pub fn close(&self) {
+        match self {
+            OutputBuffer::Memory(b) => b.close(),
+            OutputBuffer::Disk(b) => b.close(),
+        }
+    }
+}
+
+impl AnyReservation {
+    /// Queues `chunk`; for a disk buffer, once it is durable.
+    ///
+    /// # Errors
+    /// A disk buffer could not make it durable; nothing was queued there.
+    pub async fn commit(self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
+        match self {
+            AnyReservation::Memory(r) => {
+                r.commit(chunk);
+                Ok(())
+            }
+            AnyReservation::Disk(r) => r.commit(chunk).await,
+        }
+    }
+
+    /// Whether committing waits for disk.
+    pub fn is_durable(&self) -> bool {
+        matches!(self, AnyReservation::Disk(_))
+    }
+}
 
 /// A buffer cannot take a write now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

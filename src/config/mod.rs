@@ -182,8 +182,10 @@ const PROCESSOR_COMMON: &[&str] = &["alias", "order"];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BufferMode {
-    /// In memory: fast, lost on a crash.
+    /// On disk under `data_dir/buffers/`: survives a crash; admission waits for its fsync.
     #[default]
+    Disk,
+    /// In memory: fast, lost on a crash.
     Memory,
 }
 
@@ -193,11 +195,13 @@ pub enum BufferMode {
 pub struct OutputCommon {
     /// A name for this instance in logs.
     pub alias: Option<String>,
-    /// How the buffer keeps unwritten points. Default `"memory"`.
+    /// How the buffer keeps unwritten points. Default `"disk"`.
     #[serde(default)]
     pub buffer: BufferMode,
     /// The most points the buffer holds; default `[agent] metric_buffer_limit`.
     pub buffer_limit: Option<usize>,
+    /// The most bytes a disk buffer holds on disk; default unbounded (but by `buffer_limit`).
+    pub buffer_max_bytes: Option<ConfigSize>,
     /// Overrides `[agent] metric_batch_size`.
     pub metric_batch_size: Option<usize>,
     /// Overrides `[agent] flush_interval`.
@@ -209,6 +213,7 @@ const OUTPUT_COMMON: &[&str] = &[
     "alias",
     "buffer",
     "buffer_limit",
+    "buffer_max_bytes",
     "metric_batch_size",
     "flush_interval",
     "flush_jitter",
@@ -348,6 +353,24 @@ pub fn from_texts(
                 stores[0]
             ),
         }]));
+    }
+    // Disk buffers live in a directory named after the output's id: ids must differ.
+    let mut seen: Vec<(String, &Location)> = Vec::new();
+    for o in &loader.outputs {
+        if !matches!(o.plugin, BuiltOutput::Batch(_)) || o.common.buffer != BufferMode::Disk {
+            continue;
+        }
+        let id = o.id("outputs");
+        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+            return Err(ConfigErrors(vec![ConfigError::Invalid {
+                at: o.at.clone(),
+                message: format!(
+                    "[[outputs.{}]] needs an `alias` distinct from the one at {first}: each disk buffer is kept under its output's id",
+                    o.name
+                ),
+            }]));
+        }
+        seen.push((id, &o.at));
     }
     let mut processors = loader.processors;
     processors.sort_by_key(|p| p.common.order.unwrap_or(0));

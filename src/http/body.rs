@@ -128,8 +128,24 @@ where
             };
             match result {
                 Ok(()) => {}
-                Err(e) if is_cap(&e) => return Err(BodyError::TooLarge { max }),
-                Err(e) => return Err(BodyError::Gzip(e)),
+                Err(e) => {
+                    let error = if is_cap(&e) {
+                        BodyError::TooLarge { max }
+                    } else {
+                        BodyError::Gzip(e)
+                    };
+                    // Read (and discard) the rest of what the client is sending, up to the wire
+                    // limit, so it reads our answer instead of failing on a closed socket.
+                    while wire <= max {
+                        match body.frame().await {
+                            Some(Ok(frame)) => {
+                                wire += frame.data_ref().map_or(0, |d| d.remaining())
+                            }
+                            _ => break,
+                        }
+                    }
+                    return Err(error);
+                }
             }
             data.advance(n);
         }

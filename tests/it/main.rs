@@ -4,5 +4,6 @@ mod harness;
 
 mod buckets;
 mod cli;
+mod disk_buffer;
 mod listener;
 mod load;

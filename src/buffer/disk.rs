@@ -1,0 +1,418 @@
+//! The disk buffer: an output's queue kept in its own [`crate::wal`] log, so a write admitted
+//! into it survives a crash until the output has written it.
+//!
+//! Committing a write appends it as one record and resolves once the group commit's fsync
+//! covering it completed. The output consumes records in order; a `cursor` file (replaced
+//! atomically) records the last record fully written, and segments below it are removed. After a
+//! restart the output resumes after the cursor; a record partly written before the crash is sent
+//! again whole (delivery is at least once). Recent records are also kept decoded in memory, up to
+//! a bound; older ones are read back from the log when the output reaches them.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{record, DrainRate, Refusal, MAX_RETRY_AFTER};
+use crate::metric::Metric;
+use crate::wal::{self, Log, LogOptions};
+
+/// Points kept decoded in memory past what the output is writing; the rest stays on disk only.
+const CACHE_POINTS: usize = 100_000;
+
+#[derive(Debug)]
+struct Rec {
+    seq: u64,
+    points: usize,
+    bytes: u64,
+    /// The decoded metrics, when cached.
+    metrics: Option<Arc<[Metric]>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Records not fully written yet, oldest first.
+    records: VecDeque<Rec>,
+    /// Points of `records[0]` already written.
+    head: usize,
+    queued: usize,
+    queued_bytes: u64,
+    reserved: usize,
+    cached: usize,
+    drain: DrainRate,
+    closed: bool,
+}
+
+/// A durable queue of points for one output; see the module docs.
+#[derive(Debug)]
+pub struct DiskBuffer {
+    output: String,
+    capacity: usize,
+    max_bytes: u64,
+    idle_retry: Duration,
+    dir: PathBuf,
+    log: Log,
+    state: Mutex<State>,
+    arrived: Notify,
+}
+
+fn cursor_path(dir: &Path) -> PathBuf {
+    dir.join("cursor")
+}
+
+impl DiskBuffer {
+    /// Opens (recovering) the buffer of `output` in `dir`.
+    ///
+    /// # Errors
+    /// I/O errors on the directory; never the contents of the log.
+    pub fn open(
+        output: impl Into<String>,
+        dir: &Path,
+        capacity: usize,
+        max_bytes: u64,
+        idle_retry: Duration,
+    ) -> std::io::Result<Arc<DiskBuffer>> {
+        let output = output.into();
+        let (log, recovery, records) = Log::open(&dir.join("log"), LogOptions::default())?;
+        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
+            tracing::warn!(output = %output, ?recovery, "recovered the disk buffer");
+        }
+        let cursor = match std::fs::read_to_string(cursor_path(dir)) {
+            Ok(s) => s.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let mut st = State::default();
+        for r in records.into_iter().filter(|r| r.seq > cursor) {
+            let Some(metrics) = record::decode(&r.payload) else {
+                tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
+                continue;
+            };
+            let bytes = r.payload.len() as u64;
+            st.queued += metrics.len();
+            st.queued_bytes += bytes;
+            let cache = st.cached + metrics.len() <= CACHE_POINTS;
+            if cache {
+                st.cached += metrics.len();
+            }
+            st.records.push_back(Rec {
+                seq: r.seq,
+                points: metrics.len(),
+                bytes,
+                metrics: cache.then(|| metrics.into()),
+            });
+        }
+        if st.queued > 0 {
+            tracing::info!(output = %output, points = st.queued, "resuming a disk buffer backlog");
+        }
+        Ok(Arc::new(DiskBuffer {
+            output,
+            capacity,
+            max_bytes,
+            idle_retry: idle_retry.clamp(Duration::from_secs(1), MAX_RETRY_AFTER),
+            dir: dir.to_path_buf(),
+            log,
+            state: Mutex::new(st),
+            arrived: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Points queued and not yet written.
+    pub fn len(&self) -> usize {
+        self.lock().queued
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reserves room for `points` (given back if the reservation is dropped).
+    ///
+    /// # Errors
+    /// As [`super::MemoryBuffer::reserve`]; also [`Refusal::Full`] past `max_bytes` on disk.
+    pub fn reserve(self: &Arc<Self>, points: usize) -> Result<DiskReservation, Refusal> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Refusal::ShuttingDown);
+        }
+        if points > self.capacity {
+            return Err(Refusal::TooLarge {
+                output: self.output.clone(),
+                points,
+                capacity: self.capacity,
+            });
+        }
+        let used = st.queued + st.reserved;
+        let over_bytes = self.max_bytes > 0 && st.queued_bytes >= self.max_bytes;
+        if used + points > self.capacity || over_bytes {
+            let needed = (used + points).saturating_sub(self.capacity).max(1);
+            let retry_after = st.drain.retry_after(needed, self.idle_retry);
+            return Err(Refusal::Full {
+                output: self.output.clone(),
+                queued: used,
+                capacity: self.capacity,
+                retry_after,
+            });
+        }
+        st.reserved += points;
+        Ok(DiskReservation {
+            buffer: Arc::clone(self),
+            points,
+            done: false,
+        })
+    }
+
+    /// Up to `max` of the oldest queued points (at least the rest of the oldest record), read
+    /// back from disk when not cached. They stay queued until [`Self::consume`].
+    ///
+    /// # Errors
+    /// The log could not be read.
+    pub async fn peek(self: &Arc<Self>, max: usize) -> std::io::Result<Vec<Metric>> {
+        let missing = {
+            let st = self.lock();
+            st.records
+                .front()
+                .filter(|r| r.metrics.is_none())
+                .map(|r| r.seq)
+        };
+        if let Some(from) = missing {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.load(from, max))
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        let st = self.lock();
+        let mut out = Vec::with_capacity(max.min(st.queued));
+        let mut skip = st.head;
+        for r in &st.records {
+            let Some(ms) = &r.metrics else { break };
+            if !out.is_empty() && out.len() + (ms.len() - skip) > max {
+                break;
+            }
+            out.extend(ms[skip..].iter().cloned());
+            skip = 0;
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes records from `from` on, until about `max` points are cached.
+    fn load(&self, from: u64, max: usize) -> std::io::Result<()> {
+        let mut loaded: Vec<(u64, Vec<Metric>)> = Vec::new();
+        let mut points = 0;
+        wal::read_while(self.log.dir(), from, |r| {
+            if let Some(ms) = record::decode(&r.payload) {
+                points += ms.len();
+                loaded.push((r.seq, ms));
+            }
+            points < max
+        })?;
+        let mut st = self.lock();
+        for (seq, ms) in loaded {
+            if let Some(rec) = st.records.iter_mut().find(|r| r.seq == seq) {
+                if rec.metrics.is_none() {
+                    rec.metrics = Some(ms.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the `points` oldest points written; persists the cursor past fully written records.
+    ///
+    /// # Errors
+    /// The cursor could not be written (the points stay consumed in memory; after a crash they
+    /// would be sent again).
+    pub async fn consume(self: &Arc<Self>, points: usize) -> std::io::Result<()> {
+        let done_seq = {
+            let mut st = self.lock();
+            let mut left = points.min(st.queued);
+            st.queued -= left;
+            st.drain.record(left);
+            let mut done = None;
+            while left > 0 {
+                let Some(front) = st.records.front() else {
+                    break;
+                };
+                let rest = front.points - st.head;
+                if left >= rest {
+                    let rec = st.records.pop_front().expect("front exists");
+                    st.queued_bytes -= rec.bytes;
+                    if rec.metrics.is_some() {
+                        st.cached -= rec.points.min(st.cached);
+                    }
+                    st.head = 0;
+                    left -= rest;
+                    done = Some(rec.seq);
+                } else {
+                    st.head += left;
+                    left = 0;
+                }
+            }
+            done
+        };
+        let Some(seq) = done_seq else {
+            return Ok(());
+        };
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            crate::buckets::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
+            this.log.remove_before(seq + 1).map(|_| ())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Waits until at least `points` are queued.
+    pub async fn wait_until_len(&self, points: usize) {
+        loop {
+            let notified = self.arrived.notified();
+            if self.len() >= points {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Refuses further reservations (shutdown).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+}
+
+/// Room reserved in a disk buffer for one write.
+#[derive(Debug)]
+pub struct DiskReservation {
+    buffer: Arc<DiskBuffer>,
+    points: usize,
+    done: bool,
+}
+
+impl DiskReservation {
+    /// Appends `chunk` durably; resolves once its fsync completed.
+    ///
+    /// # Errors
+    /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
+    pub async fn commit(mut self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
+        let payload = record::encode(&chunk);
+        let bytes = payload.len() as u64;
+        let b = Arc::clone(&self.buffer);
+        let seq = b
+            .log
+            .append(payload)
+            .await
+            .map_err(|e| Refusal::Unavailable {
+                output: b.output.clone(),
+                reason: e.to_string(),
+                retry_after: Duration::from_secs(5),
+            })?;
+        {
+            let mut st = b.lock();
+            st.reserved -= self.points;
+            st.queued += chunk.len();
+            st.queued_bytes += bytes;
+            let cache = st.cached + chunk.len() <= CACHE_POINTS;
+            if cache {
+                st.cached += chunk.len();
+            }
+            st.records.push_back(Rec {
+                seq,
+                points: chunk.len(),
+                bytes,
+                metrics: cache.then_some(chunk),
+            });
+        }
+        self.done = true;
+        b.arrived.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for DiskReservation {
+    fn drop(&mut self) {
+        if !self.done {
+            self.buffer.lock().reserved -= self.points;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::FieldValue;
+
+    fn chunk(n: usize, start: i64) -> Arc<[Metric]> {
+        (0..n)
+            .map(|i| {
+                let mut m = Metric::new("m", start + i as i64);
+                m.add_field("v", FieldValue::Int(i as i64));
+                m
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_resumes_after_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = DiskBuffer::open("o", dir.path(), 100, 0, Duration::from_secs(1)).unwrap();
+            b.reserve(3).unwrap().commit(chunk(3, 0)).await.unwrap();
+            b.reserve(2).unwrap().commit(chunk(2, 10)).await.unwrap();
+            let batch = b.peek(10).await.unwrap();
+            assert_eq!(
+                batch.iter().map(|m| m.time).collect::<Vec<_>>(),
+                [0, 1, 2, 10, 11]
+            );
+            b.consume(3).await.unwrap(); // the first record is written
+        }
+        let b = DiskBuffer::open("o", dir.path(), 100, 0, Duration::from_secs(1)).unwrap();
+        assert_eq!(b.len(), 2);
+        let batch = b.peek(10).await.unwrap();
+        assert_eq!(batch.iter().map(|m| m.time).collect::<Vec<_>>(), [10, 11]);
+        b.consume(2).await.unwrap();
+        assert!(b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn capacity_and_bytes_bound_admission() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DiskBuffer::open("o", dir.path(), 5, 0, Duration::from_secs(2)).unwrap();
+        b.reserve(5).unwrap().commit(chunk(5, 0)).await.unwrap();
+        assert!(matches!(b.reserve(1), Err(Refusal::Full { .. })));
+        let dir2 = tempfile::tempdir().unwrap();
+        let b = DiskBuffer::open("o", dir2.path(), 1000, 10, Duration::from_secs(2)).unwrap();
+        b.reserve(5).unwrap().commit(chunk(5, 0)).await.unwrap();
+        assert!(
+            matches!(b.reserve(1), Err(Refusal::Full { .. })),
+            "over max_bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_back_records_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DiskBuffer::open("o", dir.path(), 1_000_000, 0, Duration::from_secs(1)).unwrap();
+        b.reserve(CACHE_POINTS)
+            .unwrap()
+            .commit(chunk(CACHE_POINTS, 0))
+            .await
+            .unwrap();
+        b.reserve(3).unwrap().commit(chunk(3, -10)).await.unwrap(); // not cached: over the bound
+        let first = b.peek(CACHE_POINTS).await.unwrap();
+        assert_eq!(first.len(), CACHE_POINTS);
+        b.consume(CACHE_POINTS).await.unwrap();
+        let rest = b.peek(10).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|m| m.time).collect::<Vec<_>>(),
+            [-10, -9, -8]
+        );
+    }
+}
