@@ -30,6 +30,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct BuildContext {
     /// The `[agent]` flush interval, as a default for outputs that batch.
     pub flush_interval: std::time::Duration,
+    /// `[agent] data_dir`, for state a plugin keeps (dead-letter files).
+    pub data_dir: std::path::PathBuf,
+    /// The plugin's id with its alias (`outputs.influxdb::eu`), for logs and file names.
+    pub id: String,
 }
 
 /// A plugin's config is valid TOML of the right shape but cannot be used.
@@ -78,6 +82,37 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
+    /// A transient failure (connection, timeout, 5xx, 408, 429): retry after a backoff, and not
+    /// before `retry_after` when the upstream said so.
+    #[error("{target}: {reason}")]
+    Retry {
+        /// The upstream.
+        target: String,
+        /// What happened.
+        reason: String,
+        /// The upstream's Retry-After.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The upstream refuses this output (bad credentials, unknown database): retried slowly and
+    /// logged loudly while the buffer keeps filling.
+    #[error("{target}: {reason}; the output is paused and its buffer keeps filling")]
+    Paused {
+        /// The upstream.
+        target: String,
+        /// What the upstream said.
+        reason: String,
+    },
+}
+
+impl WriteError {
+    /// The shortest wait before the next attempt that the upstream asked for.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            WriteError::Retry { retry_after, .. } => *retry_after,
+            WriteError::Paused { .. } => Some(std::time::Duration::from_secs(10)),
+            WriteError::Io { .. } => None,
+        }
+    }
 }
 
 /// A service input could not start (for example, its address is taken).
@@ -210,6 +245,14 @@ pub trait Output: Send + 'static {
         Self: Sized;
     /// Writes one batch; on error the buffer keeps the batch and the output retries it.
     fn write(&mut self, batch: &[Metric]) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Points set aside as poison (refused by the upstream for good) since start.
+    fn dead_lettered(&self) -> u64 {
+        0
+    }
+    /// Requests the output sends at once; the pipeline hands it that many batches' worth.
+    fn in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// An output that is a durable store opened by the pipeline (local buckets): a write is
@@ -290,10 +333,20 @@ impl<T: Processor> DynProcessor for T {
 pub trait DynOutput: Send {
     /// See [`Output::write`].
     fn write<'a>(&'a mut self, batch: &'a [Metric]) -> BoxFuture<'a, Result<(), WriteError>>;
+    /// See [`Output::dead_lettered`].
+    fn dead_lettered(&self) -> u64;
+    /// See [`Output::in_flight`].
+    fn in_flight(&self) -> usize;
 }
 impl<T: Output> DynOutput for T {
     fn write<'a>(&'a mut self, batch: &'a [Metric]) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(Output::write(self, batch))
+    }
+    fn dead_lettered(&self) -> u64 {
+        Output::dead_lettered(self)
+    }
+    fn in_flight(&self) -> usize {
+        Output::in_flight(self)
     }
 }
 

@@ -9,9 +9,21 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (rustup: https://rustup.rs)" >&2
   exit 1
 fi
-# The black-box tests use `kill` (procps) to signal the agent.
-if ! command -v kill >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq procps
+# The black-box tests use `kill` (procps) to signal processes, and the relay tests a real
+# InfluxDB 1.x (Debian's `influxdb` package, 1.6.7) that they start on loopback themselves.
+missing=()
+command -v kill >/dev/null 2>&1 || missing+=(procps)
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    # The package starts its own service on :8086 where it can; the tests need only the binary.
+    (systemctl stop influxdb 2>/dev/null || service influxdb stop 2>/dev/null || true) >/dev/null 2>&1
+  else
+    echo "missing: ${missing[*]} (install them, e.g. apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
 fi
 
 # The fuzz target must keep compiling (run it with `cargo fuzz run line_protocol`).

@@ -471,6 +471,7 @@ async fn run_output(
 ) {
     let mut rng = seed();
     let mut failures: u32 = 0;
+    let mut last_report = tokio::time::Instant::now();
     loop {
         let stopping = stop.is_cancelled();
         if !stopping && slot.buffer.len() < slot.batch_size {
@@ -483,7 +484,11 @@ async fn run_output(
                 () = slot.buffer.wait_until_len(slot.batch_size) => {}
             }
         }
-        let batch = match slot.buffer.peek(slot.batch_size).await {
+        let batch = match slot
+            .buffer
+            .peek(slot.batch_size * output.in_flight().max(1))
+            .await
+        {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::error!(output = %slot.id, %error, "cannot read the disk buffer; retrying");
@@ -512,14 +517,21 @@ async fn run_output(
             Err(error) => {
                 failures = failures.saturating_add(1);
                 slot.stats.errors.fetch_add(1, Ordering::Relaxed);
-                let backoff = backoff(failures, &mut rng);
-                tracing::error!(
-                    output = %slot.id,
-                    error = %crate::error_chain(&error),
-                    points = batch.len(),
-                    retry_in = ?backoff,
-                    "write failed; the batch stays buffered"
-                );
+                let backoff =
+                    backoff(failures, &mut rng).max(error.retry_after().unwrap_or_default());
+                // Loud on the first failure, then on every doubling: a long outage cannot flood
+                // the log.
+                if failures.is_power_of_two() {
+                    tracing::error!(
+                        output = %slot.id,
+                        error = %crate::error_chain(&error),
+                        points = batch.len(),
+                        queued = slot.buffer.len(),
+                        failures,
+                        retry_in = ?backoff,
+                        "write failed; the batch stays buffered"
+                    );
+                }
                 tokio::select! {
                     () = stop.cancelled() => {
                         if failures >= 3 {
@@ -530,7 +542,27 @@ async fn run_output(
                 }
             }
         }
+        if last_report.elapsed() >= STATS_EVERY {
+            last_report = tokio::time::Instant::now();
+            report(&slot, output.dead_lettered());
+        }
     }
+}
+
+/// How often each output logs its counters.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+
+fn report(slot: &OutputSlot, dead_lettered: u64) {
+    tracing::info!(
+        output = %slot.id,
+        queued = slot.buffer.len(),
+        queued_bytes = slot.buffer.bytes(),
+        oldest_undelivered_s = slot.buffer.oldest_age().map_or(0, |d| d.as_secs()),
+        delivered = slot.stats.written.load(Ordering::Relaxed),
+        retried = slot.stats.errors.load(Ordering::Relaxed),
+        dead_lettered,
+        "output status"
+    );
 }
 
 /// The directory name of an output's disk buffer: its id, with anything but `[A-Za-z0-9_-]`

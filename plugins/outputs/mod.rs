@@ -2,6 +2,8 @@
 
 pub mod buckets;
 pub mod file;
+pub mod influxdb;
+pub mod influxdb_v2;
 
 use super::OutputEntry;
 
@@ -9,4 +11,6 @@ use super::OutputEntry;
 pub const ALL: &[OutputEntry] = &[
     OutputEntry::store::<buckets::Buckets>(),
     OutputEntry::of::<file::File>(),
+    OutputEntry::of::<influxdb::Influxdb>(),
+    OutputEntry::of::<influxdb_v2::InfluxdbV2>(),
 ];

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -21,9 +21,13 @@ use crate::wal::{self, Log, LogOptions};
 
 /// Points kept decoded in memory past what the output is writing; the rest stays on disk only.
 const CACHE_POINTS: usize = 100_000;
+/// Points decoded per read from disk, at least: one read serves several batches.
+const LOAD_POINTS: usize = 20_000;
 
 #[derive(Debug)]
 struct Rec {
+    /// When it was admitted (for records found at open: when the buffer opened).
+    admitted: Instant,
     seq: u64,
     points: usize,
     bytes: u64,
@@ -43,6 +47,8 @@ struct State {
     cached: usize,
     drain: DrainRate,
     closed: bool,
+    /// Where the last read from disk stopped: (next seq, position), to continue from there.
+    read_pos: Option<(u64, wal::Position)>,
 }
 
 /// A durable queue of points for one output; see the module docs.
@@ -97,6 +103,7 @@ impl DiskBuffer {
                 st.cached += metrics.len();
             }
             st.records.push_back(Rec {
+                admitted: Instant::now(),
                 seq: r.seq,
                 points: metrics.len(),
                 bytes,
@@ -130,6 +137,16 @@ impl DiskBuffer {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of the queued records on disk.
+    pub fn bytes(&self) -> u64 {
+        self.lock().queued_bytes
+    }
+
+    /// How long the oldest queued write has waited.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.lock().records.front().map(|r| r.admitted.elapsed())
     }
 
     /// Reserves room for `points` (given back if the reservation is dropped).
@@ -204,23 +221,35 @@ impl DiskBuffer {
         Ok(out)
     }
 
-    /// Decodes records from `from` on, until about `max` points are cached.
+    /// Decodes records from `from` on, until about `max` points (at least [`LOAD_POINTS`]) are
+    /// loaded, continuing from where the previous load stopped.
     fn load(&self, from: u64, max: usize) -> std::io::Result<()> {
+        let want = max.max(LOAD_POINTS);
         let mut loaded: Vec<(u64, Vec<Metric>)> = Vec::new();
         let mut points = 0;
-        wal::read_while(self.log.dir(), from, |r| {
+        let hint = self
+            .lock()
+            .read_pos
+            .filter(|(next, _)| *next == from)
+            .map(|(_, p)| p);
+        let mut next = from;
+        let pos = wal::read_streaming(self.log.dir(), from, hint, |r| {
+            next = r.seq + 1;
             if let Some(ms) = record::decode(&r.payload) {
                 points += ms.len();
                 loaded.push((r.seq, ms));
             }
-            points < max
+            points < want
         })?;
         let mut st = self.lock();
+        st.read_pos = pos.map(|p| (next, p));
         for (seq, ms) in loaded {
-            if let Some(rec) = st.records.iter_mut().find(|r| r.seq == seq) {
-                if rec.metrics.is_none() {
-                    rec.metrics = Some(ms.into());
-                }
+            let Some(i) = st.records.iter().position(|r| r.seq == seq) else {
+                continue;
+            };
+            if st.records[i].metrics.is_none() {
+                st.cached += ms.len();
+                st.records[i].metrics = Some(ms.into());
             }
         }
         Ok(())
@@ -324,6 +353,7 @@ impl DiskReservation {
                 st.cached += chunk.len();
             }
             st.records.push_back(Rec {
+                admitted: Instant::now(),
                 seq,
                 points: chunk.len(),
                 bytes,

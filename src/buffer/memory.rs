@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -23,8 +23,8 @@ pub struct MemoryBuffer {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Admitted writes, oldest first; several outputs may share one chunk.
-    chunks: VecDeque<Arc<[Metric]>>,
+    /// Admitted writes with their admission time, oldest first; outputs may share a chunk.
+    chunks: VecDeque<(Instant, Arc<[Metric]>)>,
     /// Points of `chunks[0]` already consumed.
     head: usize,
     /// Points in `chunks` not yet consumed.
@@ -69,6 +69,11 @@ impl MemoryBuffer {
         self.len() == 0
     }
 
+    /// How long the oldest queued write has waited.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.lock().chunks.front().map(|(t, _)| t.elapsed())
+    }
+
     /// Reserves room for `points`; the room is given back if the reservation is dropped.
     ///
     /// # Errors
@@ -109,7 +114,7 @@ impl MemoryBuffer {
         let st = self.lock();
         let mut out = Vec::with_capacity(max.min(st.queued));
         let mut skip = st.head;
-        for chunk in &st.chunks {
+        for (_, chunk) in &st.chunks {
             for m in &chunk[skip..] {
                 if out.len() == max {
                     return out;
@@ -127,7 +132,7 @@ impl MemoryBuffer {
         let mut left = points.min(st.queued);
         st.queued -= left;
         while left > 0 {
-            let front = st.chunks.front().map_or(0, |c| c.len()) - st.head;
+            let front = st.chunks.front().map_or(0, |(_, c)| c.len()) - st.head;
             if left >= front {
                 st.chunks.pop_front();
                 st.head = 0;
@@ -174,7 +179,7 @@ impl Reservation {
             st.reserved -= self.points;
             st.queued += chunk.len();
             if !chunk.is_empty() {
-                st.chunks.push_back(chunk);
+                st.chunks.push_back((Instant::now(), chunk));
             }
         }
         self.done = true;

@@ -104,6 +104,22 @@ impl OutputBuffer {
         self.len() == 0
     }
 
+    /// Bytes on disk (a disk buffer) or 0.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            OutputBuffer::Memory(_) => 0,
+            OutputBuffer::Disk(b) => b.bytes(),
+        }
+    }
+
+    /// How long the oldest queued write has waited.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        match self {
+            OutputBuffer::Memory(b) => b.oldest_age(),
+            OutputBuffer::Disk(b) => b.oldest_age(),
+        }
+    }
+
     /// Up to `max` of the oldest queued points, left queued.
     ///
     /// # Errors

@@ -329,6 +329,7 @@ pub fn from_texts(
     lookup: impl Fn(&str) -> Option<String> + Copy,
 ) -> Result<Config, ConfigErrors> {
     let mut loader = Loader::default();
+    loader.cx.data_dir = AgentSection::default().data_dir;
     let mut unset_variables = Vec::new();
     for (file, raw) in texts {
         let (text, unset) = env::substitute(raw, lookup);
@@ -451,6 +452,7 @@ impl Loader {
                 match deserialize::<AgentSection>(value) {
                     Ok(agent) => {
                         self.cx.flush_interval = agent.flush_interval.0;
+                        self.cx.data_dir = agent.data_dir.clone();
                         self.agent = Some(agent);
                     }
                     Err(e) => self.errors.push(fcx.de_error("[agent]", &e)),
@@ -613,7 +615,7 @@ impl Loader {
 
 /// Deserializes the shared options and builds the plugin, reporting problems in both.
 #[allow(clippy::too_many_arguments)]
-fn build<P, C: DeserializeOwned>(
+fn build<P, C: DeserializeOwned + HasAlias>(
     fcx: &FileCx<'_>,
     context: &str,
     at: Location,
@@ -625,7 +627,17 @@ fn build<P, C: DeserializeOwned>(
 ) -> Result<Configured<P, C>, Vec<ConfigError>> {
     let build = build.expect("the caller checked the plugin name against the registry");
     let common = deserialize::<C>(common);
-    let plugin = build(own, cx);
+    let mut cx = cx.clone();
+    let kind = context
+        .trim_start_matches("[[")
+        .split('.')
+        .next()
+        .unwrap_or("");
+    cx.id = match common.as_ref().ok().and_then(|c| c.alias()) {
+        Some(alias) => format!("{kind}.{name}::{alias}"),
+        None => format!("{kind}.{name}"),
+    };
+    let plugin = build(own, &cx);
     match (common, plugin) {
         (Ok(common), Ok(plugin)) => Ok(Configured {
             name: name.to_owned(),

@@ -6,6 +6,7 @@
 //! (`plugins/inputs/influxdb_listener`).
 
 pub mod body;
+pub mod client;
 
 use std::convert::Infallible;
 use std::future::Future;

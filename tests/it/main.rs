@@ -5,5 +5,7 @@ mod harness;
 mod buckets;
 mod cli;
 mod disk_buffer;
+mod influxd;
 mod listener;
 mod load;
+mod relay;

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Relay throughput: loadgen straight into InfluxDB 1.6.7, then the same load through heliograph
+# (listener -> outputs.influxdb with its disk spool -> the same influxd), in one run.
+# Relay throughput = points acknowledged / time until all of them are queryable upstream.
+#
+# Usage: scripts/bench-relay.sh [BATCH] [CONNECTIONS] [DURATION]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BATCH=${1:-5000}
+CONNS=${2:-4}
+DURATION=${3:-10s}
+
+command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
+cargo build --release --quiet --bin heliograph --bin loadgen
+BIN=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+ip=$(free_port); rpc=$(free_port)
+cat > "$work/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc"
+[meta]
+  dir = "$work/influx/meta"
+[data]
+  dir = "$work/influx/data"
+  wal-dir = "$work/influx/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$ip"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+CONF
+influxd -config "$work/influxdb.conf" >"$work/influxd.log" 2>&1 & pids+=($!); wait_port "$ip"
+for db in direct relay; do curl -s -XPOST "http://127.0.0.1:$ip/query" --data-urlencode "q=CREATE DATABASE $db" >/dev/null; done
+
+count() { curl -s "http://127.0.0.1:$ip/query" --data-urlencode "db=$1" --data-urlencode "q=SELECT count(usage_user) FROM cpu" \
+  | python3 -c 'import json,sys; j=json.load(sys.stdin); s=j["results"][0].get("series"); print(s[0]["values"][0][1] if s else 0)'; }
+
+measure() { # name url
+  local start=$(date +%s.%N)
+  "$BIN/loadgen" "$2" --batch "$BATCH" --connections "$CONNS" --duration "$DURATION" --unique --json > "$work/$1.json"
+  local acked=$(python3 -c "import json; j=json.load(open('$work/$1.json')); print(round(j['lines_per_sec']*j['seconds']))")
+  for _ in $(seq 600); do [ "$(count "$1")" -ge "$acked" ] && break; sleep 0.2; done
+  local end=$(date +%s.%N)
+  python3 -c "print(f'$1: {$acked} points acknowledged, all queryable after {$end-$start:.1f}s: {$acked/($end-$start):.0f} points/s')" | tee -a "$work/summary"
+  echo "$acked $(python3 -c "print($end-$start)")" > "$work/$1.rate"
+}
+
+measure direct "http://127.0.0.1:$ip/write?db=direct"
+
+hp=$(free_port)
+cat > "$work/relay.toml" <<CONF
+[agent]
+  data_dir = "$work/data"
+  metric_batch_size = $BATCH
+  metric_buffer_limit = 10000000
+  flush_interval = "100ms"
+  quiet = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:$hp"
+[[outputs.influxdb]]
+  urls = ["http://127.0.0.1:$ip"]
+  database = "relay"
+  max_in_flight = 4
+CONF
+"$BIN/heliograph" --config "$work/relay.toml" & pids+=($!); wait_port "$hp"
+measure relay "http://127.0.0.1:$hp/write?db=relay"
+
+python3 - "$work" <<'PY'
+import sys
+w = sys.argv[1]
+d = [float(x) for x in open(f"{w}/direct.rate").read().split()]
+r = [float(x) for x in open(f"{w}/relay.rate").read().split()]
+print(f"relay throughput vs direct: {(r[0]/r[1])/(d[0]/d[1]):.2f}x")
+PY

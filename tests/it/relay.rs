@@ -1,0 +1,490 @@
+//! `outputs.influxdb` / `outputs.influxdb_v2` against a real InfluxDB 1.6.7, and against a
+//! scripted fake upstream for the answers a real one cannot be made to give.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::influxd::{free_port, Influxd};
+
+fn relay_config(urls: &[String], extra: &str, buffer: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        r#"
+[agent]
+  data_dir = "{{dir}}/data"
+  flush_interval = "100ms"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.influxdb]]
+  urls = [{}]
+  timeout = "1s"
+{extra}
+{buffer}
+"#,
+        urls.join(", ")
+    )
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+#[test]
+fn delivers_dbs_rps_precisions_with_exact_values_and_types() {
+    let influx = Influxd::start(0);
+    influx.query(
+        "CREATE DATABASE b; CREATE RETENTION POLICY week ON b DURATION 7d REPLICATION 1",
+        "",
+    );
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let s = now_ns() / 1_000_000_000;
+    let body = format!("m,host=a i=-5i,f=1.5,s=\"say \\\"hi\\\"\",b=true {s}\n");
+    assert_eq!(
+        post(&agent.url("/write?db=a&precision=s"), &[], body.as_bytes()).status,
+        204
+    );
+    let ms = now_ns() / 1_000_000;
+    let body = format!("w,t=x\\ y v=42i {ms}\n");
+    assert_eq!(
+        post(
+            &agent.url("/write?db=b&rp=week&precision=ms"),
+            &[],
+            body.as_bytes()
+        )
+        .status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(15), || influx
+        .count("a", "m", "i")
+        == 1
+        && influx.count("b", "week.w", "v") == 1
+        || influx.query("SELECT count(v) FROM week.w", "b")["results"]
+            [0]["series"][0]["values"][0][1]
+            == 1));
+    let a = influx.query("SELECT * FROM m", "a");
+    let row = &a["results"][0]["series"][0];
+    let cols: Vec<&str> = row["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let vals = &row["values"][0];
+    let get = |c: &str| &vals[cols.iter().position(|x| *x == c).unwrap()];
+    assert_eq!(get("time").as_i64().unwrap(), s * 1_000_000_000);
+    assert_eq!(get("i").as_i64(), Some(-5));
+    assert_eq!(get("f").as_f64(), Some(1.5));
+    assert_eq!(get("s").as_str(), Some("say \"hi\""));
+    assert_eq!(get("b").as_bool(), Some(true));
+    assert_eq!(get("host").as_str(), Some("a"));
+    let types = influx.query("SHOW FIELD KEYS FROM m", "a");
+    let types: Vec<(String, String)> = types["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v[0].as_str().unwrap().to_owned(),
+                v[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        types.contains(&("i".into(), "integer".into()))
+            && types.contains(&("f".into(), "float".into()))
+    );
+    assert!(
+        types.contains(&("s".into(), "string".into()))
+            && types.contains(&("b".into(), "boolean".into()))
+    );
+    let w = influx.query("SELECT * FROM week.w", "b");
+    assert_eq!(
+        w["results"][0]["series"][0]["values"][0][0]
+            .as_i64()
+            .unwrap(),
+        ms * 1_000_000
+    );
+    assert_eq!(
+        w["results"][0]["series"][0]["values"][0][1].as_str(),
+        Some("x y")
+    );
+}
+
+/// Writes `requests` requests of 10 unique points on a thread; returns the points acknowledged.
+fn write_load(
+    url: String,
+    requests: usize,
+    stop: Arc<AtomicBool>,
+    base: i64,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut acked = 0;
+        for r in 0..requests {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let body: String = (0..10)
+                .map(|k| format!("load v={k}i {}\n", base + (r * 10 + k) as i64))
+                .collect();
+            if post(&url, &[], body.as_bytes()).status == 204 {
+                acked += 10;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        acked
+    })
+}
+
+#[test]
+fn upstream_killed_restarted_and_hung_loses_nothing() {
+    let mut influx = Influxd::start(0);
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = write_load(
+        agent.url("/write?db=load"),
+        400,
+        Arc::clone(&stop),
+        now_ns() - 3_600_000_000_000,
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    influx.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    influx.restart();
+    std::thread::sleep(Duration::from_millis(800));
+    influx.signal("STOP"); // hung: accepts connections, never answers
+    std::thread::sleep(Duration::from_millis(2500));
+    influx.signal("CONT");
+    let acked = load.join().unwrap();
+    assert!(acked > 1000, "acked {acked}");
+    assert!(
+        eventually(Duration::from_secs(60), || influx
+            .count("load", "load", "v")
+            == acked),
+        "upstream has {} of {acked} acknowledged points\n{}",
+        influx.count("load", "load", "v"),
+        agent.logs()
+    );
+}
+
+#[test]
+fn backlog_survives_sigkill_of_heliograph() {
+    let mut influx = Influxd::start(0);
+    influx.kill(); // upstream down: everything spools to disk
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = relay_config(&[influx.url("")], "", "");
+    let agent = TestAgent::start_in(Arc::clone(&dir), &config);
+    let base = now_ns() - 3_600_000_000_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = write_load(agent.url("/write?db=spool"), 50, stop, base)
+        .join()
+        .unwrap();
+    assert_eq!(acked, 500);
+    signal(&agent.child, "KILL");
+    drop(agent);
+    influx.restart();
+    let agent = TestAgent::start_in(dir, &config);
+    assert!(
+        eventually(Duration::from_secs(30), || influx
+            .count("spool", "load", "v")
+            == acked),
+        "upstream has {} of {acked}\n{}",
+        influx.count("spool", "load", "v"),
+        agent.logs()
+    );
+}
+
+#[test]
+fn poison_batch_is_dead_lettered_while_the_rest_flows() {
+    let influx = Influxd::start(0);
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let t = now_ns() - 1_000_000_000;
+    assert_eq!(
+        post(
+            &agent.url("/write?db=p"),
+            &[],
+            format!("m v=1 {t}\n").as_bytes()
+        )
+        .status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(10), || influx
+        .count("p", "m", "v")
+        == 1));
+    // A string into a float field: InfluxDB answers 400 (field type conflict) for good.
+    assert_eq!(
+        post(
+            &agent.url("/write?db=p"),
+            &[],
+            format!("m v=\"text\" {}\n", t + 1).as_bytes()
+        )
+        .status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(10), || agent
+        .logs()
+        .contains("moved to the dead-letter file")));
+    assert_eq!(
+        post(
+            &agent.url("/write?db=p"),
+            &[],
+            format!("m v=3 {}\n", t + 2).as_bytes()
+        )
+        .status,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || influx.count("p", "m", "v") == 2),
+        "{}",
+        agent.logs()
+    );
+    let dead = std::fs::read_to_string(agent.path("data/deadletter/outputs_influxdb.lp")).unwrap();
+    assert!(
+        dead.contains("status=400") && dead.contains("field type conflict"),
+        "{dead}"
+    );
+    assert!(dead.contains(&format!("m v=\"text\" {}", t + 1)), "{dead}");
+}
+
+#[test]
+fn too_large_batches_are_split() {
+    let influx = Influxd::start(2000);
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let base = now_ns() - 1_000_000_000;
+    let body: String = (0..200)
+        .map(|i| format!("big,host=h{i} value={i}i {}\n", base + i))
+        .collect();
+    assert_eq!(
+        post(&agent.url("/write?db=s"), &[], body.as_bytes()).status,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || influx
+            .count("s", "big", "value")
+            == 200),
+        "{} of 200\n{}",
+        influx.count("s", "big", "value"),
+        agent.logs()
+    );
+}
+
+#[test]
+fn full_spool_answers_503_then_recovers() {
+    let mut influx = Influxd::start(0);
+    influx.kill();
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "  buffer_limit = 100", ""));
+    let base = now_ns() - 1_000_000_000;
+    let body = |from: i64| -> String {
+        (0..50)
+            .map(|i| format!("f v={i}i {}\n", base + from + i))
+            .collect()
+    };
+    assert_eq!(
+        post(&agent.url("/write?db=f"), &[], body(0).as_bytes()).status,
+        204
+    );
+    assert_eq!(
+        post(&agent.url("/write?db=f"), &[], body(50).as_bytes()).status,
+        204
+    );
+    let r = post(&agent.url("/write?db=f"), &[], body(100).as_bytes());
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    influx.restart();
+    assert!(
+        eventually(Duration::from_secs(30), || influx.count("f", "f", "v")
+            == 100),
+        "{}",
+        agent.logs()
+    );
+    assert_eq!(
+        post(&agent.url("/write?db=f"), &[], body(100).as_bytes()).status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(10), || influx
+        .count("f", "f", "v")
+        == 150));
+}
+
+/// A scripted upstream: answers each request with the next (status, headers) of `script`
+/// (the last one repeats) and records what it got.
+struct Fake {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+fn fake(script: Vec<(u16, &'static str)>) -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                log.lock()
+                    .unwrap()
+                    .push((target.clone(), String::from_utf8_lossy(&body).into_owned()));
+                let (status, headers) = if target.starts_with("/query") {
+                    (200, "")
+                } else {
+                    let s = script[n.min(script.len() - 1)];
+                    n += 1;
+                    s
+                };
+                let body = r#"{"error":"scripted"}"#;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Fake { url, seen }
+}
+
+impl Fake {
+    fn writes(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.contains("write?"))
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn retries_5xx_and_429_honouring_retry_after() {
+    let up = fake(vec![(503, ""), (429, "Retry-After: 2\r\n"), (204, "")]);
+    let agent = TestAgent::start(&relay_config(
+        std::slice::from_ref(&up.url),
+        "",
+        "  buffer = \"memory\"",
+    ));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        post(&agent.url("/write?db=r"), &[], b"m v=1 1\n").status,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || up.writes().len() == 3),
+        "{:?}",
+        up.writes()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
+    assert!(up.writes().iter().all(|b| b == "m v=1 1\n"));
+}
+
+#[test]
+fn unauthorized_pauses_and_keeps_the_batch() {
+    let up = fake(vec![(401, ""), (401, ""), (204, "")]);
+    let agent = TestAgent::start(&relay_config(
+        std::slice::from_ref(&up.url),
+        "",
+        "  buffer = \"memory\"",
+    ));
+    assert_eq!(
+        post(&agent.url("/write?db=r"), &[], b"m v=1 1\n").status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(5), || agent
+        .logs()
+        .contains("the output is paused")));
+    assert!(
+        eventually(Duration::from_secs(40), || up.writes().len() == 3),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[test]
+fn fails_over_to_the_next_url() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let up = fake(vec![(204, "")]);
+    let agent = TestAgent::start(&relay_config(
+        &[dead, up.url.clone()],
+        "",
+        "  buffer = \"memory\"",
+    ));
+    assert_eq!(
+        post(&agent.url("/write?db=r"), &[], b"m v=1 1\n").status,
+        204
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || up.writes().len() == 1),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[test]
+fn influxdb_v2_writes_to_buckets_with_a_token() {
+    let up = fake(vec![(204, "")]);
+    let cfg = format!(
+        r#"
+[agent]
+  data_dir = "{{dir}}/data"
+  flush_interval = "100ms"
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.influxdb_v2]]
+  urls = ["{}"]
+  token = "tok"
+  organization = "org"
+  content_encoding = "identity"
+"#,
+        up.url
+    );
+    let agent = TestAgent::start(&cfg);
+    assert_eq!(
+        post(&agent.url("/write?db=d&rp=r"), &[], b"m v=1 1\n").status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(5), || !up
+        .writes()
+        .is_empty()));
+    let seen = up.seen.lock().unwrap();
+    assert!(
+        seen[0]
+            .0
+            .starts_with("/api/v2/write?org=org&bucket=d%2Fr&precision=ns"),
+        "{:?}",
+        seen[0]
+    );
+}
