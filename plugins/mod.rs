@@ -253,6 +253,25 @@ pub trait Output: Send + 'static {
     fn in_flight(&self) -> usize {
         1
     }
+    /// Whether the output takes batches as line protocol runs ([`Output::write_runs`]), so a disk
+    /// buffer's records go out without being decoded into metrics.
+    fn takes_runs(&self) -> bool {
+        false
+    }
+    /// Writes line protocol runs (ns, one point per line); only called when
+    /// [`Output::takes_runs`] is true. Errors as [`Output::write`].
+    fn write_runs(
+        &mut self,
+        runs: &[crate::buffer::record::Run<'_>],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        let _ = runs;
+        async {
+            Err(WriteError::Io {
+                target: Self::NAME.to_owned(),
+                source: std::io::Error::other("this output does not take line protocol runs"),
+            })
+        }
+    }
 }
 
 /// An output that is a durable store opened by the pipeline (local buckets): a write is
@@ -337,6 +356,13 @@ pub trait DynOutput: Send {
     fn dead_lettered(&self) -> u64;
     /// See [`Output::in_flight`].
     fn in_flight(&self) -> usize;
+    /// See [`Output::takes_runs`].
+    fn takes_runs(&self) -> bool;
+    /// See [`Output::write_runs`].
+    fn write_runs<'a>(
+        &'a mut self,
+        runs: &'a [crate::buffer::record::Run<'a>],
+    ) -> BoxFuture<'a, Result<(), WriteError>>;
 }
 impl<T: Output> DynOutput for T {
     fn write<'a>(&'a mut self, batch: &'a [Metric]) -> BoxFuture<'a, Result<(), WriteError>> {
@@ -347,6 +373,15 @@ impl<T: Output> DynOutput for T {
     }
     fn in_flight(&self) -> usize {
         Output::in_flight(self)
+    }
+    fn takes_runs(&self) -> bool {
+        Output::takes_runs(self)
+    }
+    fn write_runs<'a>(
+        &'a mut self,
+        runs: &'a [crate::buffer::record::Run<'a>],
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(Output::write_runs(self, runs))
     }
 }
 

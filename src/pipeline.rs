@@ -484,37 +484,41 @@ async fn run_output(
                 () = slot.buffer.wait_until_len(slot.batch_size) => {}
             }
         }
-        let batch = match slot
-            .buffer
-            .peek(slot.batch_size * output.in_flight().max(1))
-            .await
-        {
-            Ok(batch) => batch,
-            Err(error) => {
+        let max = slot.batch_size * output.in_flight().max(1);
+        let attempt = match &slot.buffer {
+            OutputBuffer::Disk(disk) if output.takes_runs() && disk.head() == 0 => {
+                write_records(disk, &mut *output, max).await
+            }
+            buffer => write_metrics(buffer, &mut *output, max).await,
+        };
+        let written = match attempt {
+            Attempt::Empty => {
+                if stop.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            Attempt::ReadFailed(error) => {
                 tracing::error!(output = %slot.id, %error, "cannot read the disk buffer; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(RETRY_BASE) => continue,
                 }
             }
+            Attempt::Written(points) => Ok(points),
+            Attempt::Failed(points, error) => Err((points, error)),
         };
-        if batch.is_empty() {
-            if stop.is_cancelled() {
-                return;
-            }
-            continue;
-        }
-        match output.write(&batch).await {
-            Ok(()) => {
+        match written {
+            Ok(points) => {
                 failures = 0;
-                if let Err(error) = slot.buffer.consume(batch.len()).await {
+                if let Err(error) = slot.buffer.consume(points).await {
                     tracing::error!(output = %slot.id, %error, "cannot persist the disk buffer cursor; these points may be sent again after a restart");
                 }
                 slot.stats
                     .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    .fetch_add(points as u64, Ordering::Relaxed);
             }
-            Err(error) => {
+            Err((points, error)) => {
                 failures = failures.saturating_add(1);
                 slot.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let backoff =
@@ -525,7 +529,7 @@ async fn run_output(
                     tracing::error!(
                         output = %slot.id,
                         error = %crate::error_chain(&error),
-                        points = batch.len(),
+                        points,
                         queued = slot.buffer.len(),
                         failures,
                         retry_in = ?backoff,
@@ -546,6 +550,48 @@ async fn run_output(
             last_report = tokio::time::Instant::now();
             report(&slot, output.dead_lettered());
         }
+    }
+}
+
+/// One attempt of an output task at writing what its buffer holds.
+enum Attempt {
+    Empty,
+    ReadFailed(std::io::Error),
+    Written(usize),
+    Failed(usize, crate::plugins::WriteError),
+}
+
+/// Writes up to `max` points as decoded metrics.
+async fn write_metrics(buffer: &OutputBuffer, output: &mut dyn DynOutput, max: usize) -> Attempt {
+    let batch = match buffer.peek(max).await {
+        Ok(batch) if batch.is_empty() => return Attempt::Empty,
+        Ok(batch) => batch,
+        Err(e) => return Attempt::ReadFailed(e),
+    };
+    match output.write(&batch).await {
+        Ok(()) => Attempt::Written(batch.len()),
+        Err(e) => Attempt::Failed(batch.len(), e),
+    }
+}
+
+/// Writes whole disk buffer records, about `max` points, as line protocol runs.
+async fn write_records(disk: &Arc<DiskBuffer>, output: &mut dyn DynOutput, max: usize) -> Attempt {
+    let records = match disk.peek_records(max).await {
+        Ok(r) if r.is_empty() => return Attempt::Empty,
+        Ok(r) => r,
+        Err(e) => return Attempt::ReadFailed(e),
+    };
+    let points: usize = records.iter().map(|(n, _)| n).sum();
+    let mut runs = Vec::new();
+    for (_, payload) in &records {
+        match crate::buffer::record::runs(payload) {
+            Some(r) => runs.extend(r),
+            None => return Attempt::ReadFailed(std::io::Error::other("undecodable buffer record")),
+        }
+    }
+    match output.write_runs(&runs).await {
+        Ok(()) => Attempt::Written(points),
+        Err(e) => Attempt::Failed(points, e),
     }
 }
 

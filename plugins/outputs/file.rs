@@ -118,6 +118,25 @@ impl Output for File {
     async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
         let mut text = String::with_capacity(batch.len() * 128);
         line_protocol::encode_all(batch, &mut text);
+        self.append(text).await
+    }
+
+    fn takes_runs(&self) -> bool {
+        true
+    }
+
+    async fn write_runs(
+        &mut self,
+        runs: &[crate::buffer::record::Run<'_>],
+    ) -> Result<(), WriteError> {
+        let text: String = runs.iter().map(|r| r.lp).collect();
+        self.append(text).await
+    }
+}
+
+impl File {
+    /// Appends `text` to every target, off the runtime's threads.
+    async fn append(&self, text: String) -> Result<(), WriteError> {
         let targets = Arc::clone(&self.targets);
         // File I/O blocks: keep it off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {

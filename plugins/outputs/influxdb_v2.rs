@@ -87,4 +87,15 @@ impl Output for InfluxdbV2 {
     fn in_flight(&self) -> usize {
         self.relay.in_flight()
     }
+
+    fn takes_runs(&self) -> bool {
+        true
+    }
+
+    async fn write_runs(
+        &mut self,
+        runs: &[crate::buffer::record::Run<'_>],
+    ) -> Result<(), WriteError> {
+        self.relay.write_runs(runs).await
+    }
 }

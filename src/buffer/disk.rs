@@ -5,8 +5,10 @@
 //! covering it completed. The output consumes records in order; a `cursor` file (replaced
 //! atomically) records the last record fully written, and segments below it are removed. After a
 //! restart the output resumes after the cursor; a record partly written before the crash is sent
-//! again whole (delivery is at least once). Recent records are also kept decoded in memory, up to
-//! a bound; older ones are read back from the log when the output reaches them.
+//! again whole (delivery is at least once). Recent records are also kept in memory as they were
+//! written to the log, up to a bound; older ones are read back when the output reaches them.
+//! Outputs that speak line protocol take whole records ([`DiskBuffer::peek_records`]) and send
+//! their text as it is; others get decoded metrics ([`DiskBuffer::peek`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,9 @@ use super::{record, DrainRate, Refusal, MAX_RETRY_AFTER};
 use crate::metric::Metric;
 use crate::wal::{self, Log, LogOptions};
 
-/// Points kept decoded in memory past what the output is writing; the rest stays on disk only.
-const CACHE_POINTS: usize = 100_000;
-/// Points decoded per read from disk, at least: one read serves several batches.
+/// Record bytes kept in memory past what the output is writing; the rest stays on disk only.
+const CACHE_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
+/// Points read per read from disk, at least: one read serves several batches.
 const LOAD_POINTS: usize = 20_000;
 
 #[derive(Debug)]
@@ -31,8 +33,8 @@ struct Rec {
     seq: u64,
     points: usize,
     bytes: u64,
-    /// The decoded metrics, when cached.
-    metrics: Option<Arc<[Metric]>>,
+    /// The record's payload, when cached.
+    payload: Option<Arc<[u8]>>,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +46,8 @@ struct State {
     queued: usize,
     queued_bytes: u64,
     reserved: usize,
-    cached: usize,
+    /// Bytes of cached payloads.
+    cached: u64,
     drain: DrainRate,
     closed: bool,
     /// Where the last read from disk stopped: (next seq, position), to continue from there.
@@ -91,23 +94,23 @@ impl DiskBuffer {
         };
         let mut st = State::default();
         for r in records.into_iter().filter(|r| r.seq > cursor) {
-            let Some(metrics) = record::decode(&r.payload) else {
+            let Some(points) = record::points(&r.payload) else {
                 tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
                 continue;
             };
             let bytes = r.payload.len() as u64;
-            st.queued += metrics.len();
+            st.queued += points;
             st.queued_bytes += bytes;
-            let cache = st.cached + metrics.len() <= CACHE_POINTS;
+            let cache = st.cached + bytes <= CACHE_BYTES;
             if cache {
-                st.cached += metrics.len();
+                st.cached += bytes;
             }
             st.records.push_back(Rec {
                 admitted: Instant::now(),
                 seq: r.seq,
-                points: metrics.len(),
+                points,
                 bytes,
-                metrics: cache.then(|| metrics.into()),
+                payload: cache.then(|| r.payload.into()),
             });
         }
         if st.queued > 0 {
@@ -185,17 +188,39 @@ impl DiskBuffer {
         })
     }
 
-    /// Up to `max` of the oldest queued points (at least the rest of the oldest record), read
-    /// back from disk when not cached. They stay queued until [`Self::consume`].
+    /// Up to `max` of the oldest queued points (at least the rest of the oldest record),
+    /// decoded. They stay queued until [`Self::consume`].
     ///
     /// # Errors
     /// The log could not be read.
     pub async fn peek(self: &Arc<Self>, max: usize) -> std::io::Result<Vec<Metric>> {
+        let records = self.peek_records(max).await?;
+        let skip = self.lock().head;
+        let mut out = Vec::with_capacity(max);
+        for (i, (_, payload)) in records.iter().enumerate() {
+            let Some(ms) = record::decode(payload) else {
+                return Err(std::io::Error::other("undecodable buffer record"));
+            };
+            let from = if i == 0 { skip.min(ms.len()) } else { 0 };
+            out.extend(ms.into_iter().skip(from));
+        }
+        Ok(out)
+    }
+
+    /// Whole records from the oldest on, about `max` points (at least one record), read back
+    /// from disk when not cached: (points, payload). They stay queued until consumed.
+    ///
+    /// # Errors
+    /// The log could not be read.
+    pub async fn peek_records(
+        self: &Arc<Self>,
+        max: usize,
+    ) -> std::io::Result<Vec<(usize, Arc<[u8]>)>> {
         let missing = {
             let st = self.lock();
             st.records
                 .front()
-                .filter(|r| r.metrics.is_none())
+                .filter(|r| r.payload.is_none())
                 .map(|r| r.seq)
         };
         if let Some(from) = missing {
@@ -205,27 +230,29 @@ impl DiskBuffer {
                 .map_err(std::io::Error::other)??;
         }
         let st = self.lock();
-        let mut out = Vec::with_capacity(max.min(st.queued));
-        let mut skip = st.head;
+        let mut out = Vec::new();
+        let mut points = 0;
         for r in &st.records {
-            let Some(ms) = &r.metrics else { break };
-            if !out.is_empty() && out.len() + (ms.len() - skip) > max {
+            let Some(p) = &r.payload else { break };
+            if !out.is_empty() && points + r.points > max {
                 break;
             }
-            out.extend(ms[skip..].iter().cloned());
-            skip = 0;
-            if out.len() >= max {
-                break;
-            }
+            points += r.points;
+            out.push((r.points, Arc::clone(p)));
         }
         Ok(out)
     }
 
-    /// Decodes records from `from` on, until about `max` points (at least [`LOAD_POINTS`]) are
-    /// loaded, continuing from where the previous load stopped.
+    /// Points of the oldest record already written (non-zero only after a partial batch).
+    pub fn head(&self) -> usize {
+        self.lock().head
+    }
+
+    /// Reads records from `from` on, until about `max` points (at least [`LOAD_POINTS`]),
+    /// continuing from where the previous read stopped.
     fn load(&self, from: u64, max: usize) -> std::io::Result<()> {
         let want = max.max(LOAD_POINTS);
-        let mut loaded: Vec<(u64, Vec<Metric>)> = Vec::new();
+        let mut loaded: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut points = 0;
         let hint = self
             .lock()
@@ -235,21 +262,19 @@ impl DiskBuffer {
         let mut next = from;
         let pos = wal::read_streaming(self.log.dir(), from, hint, |r| {
             next = r.seq + 1;
-            if let Some(ms) = record::decode(&r.payload) {
-                points += ms.len();
-                loaded.push((r.seq, ms));
-            }
+            points += record::points(&r.payload).unwrap_or(0);
+            loaded.push((r.seq, r.payload));
             points < want
         })?;
         let mut st = self.lock();
         st.read_pos = pos.map(|p| (next, p));
-        for (seq, ms) in loaded {
+        for (seq, payload) in loaded {
             let Some(i) = st.records.iter().position(|r| r.seq == seq) else {
                 continue;
             };
-            if st.records[i].metrics.is_none() {
-                st.cached += ms.len();
-                st.records[i].metrics = Some(ms.into());
+            if st.records[i].payload.is_none() {
+                st.cached += payload.len() as u64;
+                st.records[i].payload = Some(payload.into());
             }
         }
         Ok(())
@@ -275,8 +300,8 @@ impl DiskBuffer {
                 if left >= rest {
                     let rec = st.records.pop_front().expect("front exists");
                     st.queued_bytes -= rec.bytes;
-                    if rec.metrics.is_some() {
-                        st.cached -= rec.points.min(st.cached);
+                    if rec.payload.is_some() {
+                        st.cached -= rec.bytes.min(st.cached);
                     }
                     st.head = 0;
                     left -= rest;
@@ -331,12 +356,12 @@ impl DiskReservation {
     /// # Errors
     /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
     pub async fn commit(mut self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
-        let payload = record::encode(&chunk);
+        let payload: Arc<[u8]> = record::encode(&chunk).into();
         let bytes = payload.len() as u64;
         let b = Arc::clone(&self.buffer);
         let seq = b
             .log
-            .append(payload)
+            .append(payload.to_vec())
             .await
             .map_err(|e| Refusal::Unavailable {
                 output: b.output.clone(),
@@ -348,16 +373,16 @@ impl DiskReservation {
             st.reserved -= self.points;
             st.queued += chunk.len();
             st.queued_bytes += bytes;
-            let cache = st.cached + chunk.len() <= CACHE_POINTS;
+            let cache = st.cached + bytes <= CACHE_BYTES;
             if cache {
-                st.cached += chunk.len();
+                st.cached += bytes;
             }
             st.records.push_back(Rec {
                 admitted: Instant::now(),
                 seq,
                 points: chunk.len(),
                 bytes,
-                metrics: cache.then_some(chunk),
+                payload: cache.then_some(payload),
             });
         }
         self.done = true;
@@ -429,20 +454,29 @@ mod tests {
     #[tokio::test]
     async fn reads_back_records_not_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let b = DiskBuffer::open("o", dir.path(), 1_000_000, 0, Duration::from_secs(1)).unwrap();
-        b.reserve(CACHE_POINTS)
-            .unwrap()
-            .commit(chunk(CACHE_POINTS, 0))
-            .await
-            .unwrap();
-        b.reserve(3).unwrap().commit(chunk(3, -10)).await.unwrap(); // not cached: over the bound
-        let first = b.peek(CACHE_POINTS).await.unwrap();
-        assert_eq!(first.len(), CACHE_POINTS);
-        b.consume(CACHE_POINTS).await.unwrap();
-        let rest = b.peek(10).await.unwrap();
-        assert_eq!(
-            rest.iter().map(|m| m.time).collect::<Vec<_>>(),
-            [-10, -9, -8]
-        );
+        let b = DiskBuffer::open("o", dir.path(), 100_000_000, 0, Duration::from_secs(1)).unwrap();
+        // Enough records to pass the cache bound (a point encodes to about 15 bytes here).
+        let per = 20_000;
+        let n = (CACHE_BYTES / (per as u64 * 15)) as usize + 2;
+        for i in 0..n {
+            b.reserve(per)
+                .unwrap()
+                .commit(chunk(per, (i * per) as i64))
+                .await
+                .unwrap();
+        }
+        let mut seen = 0;
+        while !b.is_empty() {
+            let records = b.peek_records(per).await.unwrap();
+            assert_eq!(records.len(), 1);
+            let ms = record::decode(&records[0].1).unwrap();
+            assert_eq!(
+                ms[0].time, seen as i64,
+                "records come back in order, from disk too"
+            );
+            seen += ms.len();
+            b.consume(records[0].0).await.unwrap();
+        }
+        assert_eq!(seen, n * per);
     }
 }

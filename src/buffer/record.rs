@@ -1,5 +1,6 @@
-//! The payload of a log record holding metrics: runs of `u16 len | db | u16 len | rp | u32 len |
-//! line protocol`, one run per origin, timestamps in ns.
+//! The payload of a log record holding metrics: runs of `u16 len | db | u16 len | rp | u32 points
+//! | u32 len | line protocol`, one run per origin, timestamps in ns. Outputs that speak line
+//! protocol send a run's text as it is ([`runs`]); others decode it ([`decode`]).
 
 use std::sync::Arc;
 
@@ -13,8 +14,11 @@ pub fn encode(metrics: &[Metric]) -> Vec<u8> {
     while i < metrics.len() {
         let origin = &metrics[i].origin;
         let mut lp = String::new();
+        let mut points = 0u32;
         while i < metrics.len() && metrics[i].origin == *origin {
-            line_protocol::encode(&metrics[i], &mut lp);
+            if line_protocol::encode(&metrics[i], &mut lp) {
+                points += 1;
+            }
             i += 1;
         }
         for part in [origin.db.as_bytes(), origin.rp.as_bytes()] {
@@ -22,14 +26,28 @@ pub fn encode(metrics: &[Metric]) -> Vec<u8> {
             out.extend_from_slice(&(len as u16).to_le_bytes());
             out.extend_from_slice(&part[..len]);
         }
+        out.extend_from_slice(&points.to_le_bytes());
         out.extend_from_slice(&(lp.len() as u32).to_le_bytes());
         out.extend_from_slice(lp.as_bytes());
     }
     out
 }
 
-/// Decodes a payload back into metrics; `None` if it is not one [`encode`] made.
-pub fn decode(payload: &[u8]) -> Option<Vec<Metric>> {
+/// One run of a record: the points of one origin as line protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run<'a> {
+    /// The database.
+    pub db: &'a str,
+    /// The retention policy.
+    pub rp: &'a str,
+    /// Points in `lp`.
+    pub points: usize,
+    /// One point per line, ns timestamps.
+    pub lp: &'a str,
+}
+
+/// The runs of a payload; `None` if it is not one [`encode`] made.
+pub fn runs(payload: &[u8]) -> Option<Vec<Run<'_>>> {
     let mut out = Vec::new();
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
@@ -42,10 +60,25 @@ pub fn decode(payload: &[u8]) -> Option<Vec<Metric>> {
         let db = std::str::from_utf8(take(&mut at, db_len)?).ok()?;
         let rp_len = u16::from_le_bytes(take(&mut at, 2)?.try_into().ok()?) as usize;
         let rp = std::str::from_utf8(take(&mut at, rp_len)?).ok()?;
+        let points = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
         let lp_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
         let lp = std::str::from_utf8(take(&mut at, lp_len)?).ok()?;
-        let origin = Arc::new(Origin::new(db, Some(rp)));
-        let mut parser = Parser::new(lp);
+        out.push(Run { db, rp, points, lp });
+    }
+    Some(out)
+}
+
+/// Points in a payload.
+pub fn points(payload: &[u8]) -> Option<usize> {
+    Some(runs(payload)?.iter().map(|r| r.points).sum())
+}
+
+/// Decodes a payload back into metrics; `None` if it is not one [`encode`] made.
+pub fn decode(payload: &[u8]) -> Option<Vec<Metric>> {
+    let mut out = Vec::new();
+    for run in runs(payload)? {
+        let origin = Arc::new(Origin::new(run.db, Some(run.rp)));
+        let mut parser = Parser::new(run.lp);
         let mut line = Line::default();
         while let Some(r) = parser.next_into(&mut line) {
             r.ok()?;
@@ -69,7 +102,15 @@ mod tests {
             m.origin = Arc::new(Origin::new(*db, Some("rp")));
             ms.push(m);
         }
-        assert_eq!(decode(&encode(&ms)).unwrap(), ms);
+        let payload = encode(&ms);
+        assert_eq!(decode(&payload).unwrap(), ms);
+        assert_eq!(points(&payload), Some(4));
+        let r = runs(&payload).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            (r[0].db, r[0].points, r[0].lp),
+            ("a", 2, "m v=0i 0\nm v=1i 1\n")
+        );
         assert!(decode(b"\x05\x00ab").is_none());
     }
 }

@@ -331,6 +331,11 @@ impl<'a> Parser<'a> {
         self
     }
 
+    /// The byte offset the parser has reached (just past the last point returned).
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// The line (1-based) the point last returned by [`Self::next_into`] started on.
     pub fn last_line(&self) -> usize {
         self.last_line

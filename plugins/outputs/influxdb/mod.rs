@@ -102,4 +102,15 @@ impl Output for Influxdb {
     fn in_flight(&self) -> usize {
         self.relay.in_flight()
     }
+
+    fn takes_runs(&self) -> bool {
+        true
+    }
+
+    async fn write_runs(
+        &mut self,
+        runs: &[crate::buffer::record::Run<'_>],
+    ) -> Result<(), WriteError> {
+        self.relay.write_runs(runs).await
+    }
 }

@@ -26,6 +26,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::super::super::{BuildError, WriteError};
+use crate::buffer::record::Run;
 use crate::http::client::{HttpClient, Reply};
 use crate::line_protocol;
 use crate::metric::Metric;
@@ -168,71 +169,113 @@ impl Relay {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Delivers a batch: split by (db, rp), and with `max_in_flight` > 1 into that many parts
-    /// sent at once (order between them is then not kept).
+    /// Delivers a batch of metrics: encoded, then as [`Relay::write_runs`].
+    ///
+    /// # Errors
+    /// As [`Relay::write_runs`].
+    pub async fn write(&self, batch: &[Metric]) -> Result<(), WriteError> {
+        let mut texts: Vec<(crate::metric::Origin, String, usize)> = Vec::new();
+        for m in batch {
+            match texts.last_mut() {
+                Some((o, text, n)) if *o == *m.origin => {
+                    if line_protocol::encode(m, text) {
+                        *n += 1;
+                    }
+                }
+                _ => {
+                    let mut text = String::new();
+                    let n = usize::from(line_protocol::encode(m, &mut text));
+                    texts.push(((*m.origin).clone(), text, n));
+                }
+            }
+        }
+        let runs: Vec<Run<'_>> = texts
+            .iter()
+            .map(|(o, text, n)| Run {
+                db: &o.db,
+                rp: &o.rp,
+                points: *n,
+                lp: text,
+            })
+            .collect();
+        self.write_runs(&runs).await
+    }
+
+    /// Delivers line protocol runs: grouped by upstream (db, rp), and with `max_in_flight` > 1
+    /// spread over that many requests sent at once (order between them is then not kept).
     ///
     /// # Errors
     /// [`WriteError::Retry`] or [`WriteError::Paused`]: the whole batch stays buffered (parts
     /// already delivered are sent again: InfluxDB writes are idempotent).
-    pub async fn write(&self, batch: &[Metric]) -> Result<(), WriteError> {
-        let mut groups: Vec<((String, String), Vec<&Metric>)> = Vec::new();
-        for m in batch {
-            let key = self.target_of(m);
+    pub async fn write_runs(&self, runs: &[Run<'_>]) -> Result<(), WriteError> {
+        let mut groups: Vec<((String, String), Vec<&Run<'_>>)> = Vec::new();
+        for r in runs.iter().filter(|r| r.points > 0) {
+            let key = self.target(r.db, r.rp);
             match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(m),
-                None => groups.push((key, vec![m])),
+                Some((_, v)) => v.push(r),
+                None => groups.push((key, vec![r])),
             }
         }
-        let per_part = batch.len().div_ceil(self.in_flight).max(1);
         let mut jobs: Vec<crate::plugins::BoxFuture<'_, Result<(), WriteError>>> = Vec::new();
-        for ((db, rp), metrics) in &groups {
-            for part in metrics.chunks(per_part) {
-                jobs.push(Box::pin(self.deliver(db, rp, part)));
+        for ((db, rp), rs) in &groups {
+            let total: usize = rs.iter().map(|r| r.points).sum();
+            let per_job = total.div_ceil(self.in_flight).max(1);
+            let mut text = String::new();
+            let mut points = 0;
+            for r in rs {
+                text.push_str(r.lp);
+                points += r.points;
+                if points >= per_job {
+                    jobs.push(Box::pin(self.deliver(db, rp, std::mem::take(&mut text))));
+                    points = 0;
+                }
+            }
+            if !text.is_empty() {
+                jobs.push(Box::pin(self.deliver(db, rp, text)));
             }
         }
         join_all(jobs).await.into_iter().collect()
     }
 
-    /// Delivers one (db, rp) part, splitting on 413 and setting poison aside.
-    async fn deliver(&self, db: &str, rp: &str, metrics: &[&Metric]) -> Result<(), WriteError> {
-        let mut parts: Vec<&[&Metric]> = vec![metrics];
+    /// Delivers one (db, rp) text, splitting on 413 and setting poison aside.
+    async fn deliver(&self, db: &str, rp: &str, text: String) -> Result<(), WriteError> {
+        let mut parts: Vec<&str> = vec![&text];
         while let Some(part) = parts.pop() {
             match self.send(db, rp, part).await? {
                 Sent::Delivered => {}
-                Sent::TooLarge if part.len() > 1 => {
-                    let (a, b) = part.split_at(part.len() / 2);
-                    parts.push(b);
-                    parts.push(a);
-                }
-                Sent::TooLarge => self.poison(
-                    db,
-                    rp,
-                    part,
-                    413,
-                    "a single point is larger than the upstream accepts",
-                ),
+                Sent::TooLarge => match split_half(part) {
+                    Some((a, b)) => {
+                        parts.push(b);
+                        parts.push(a);
+                    }
+                    None => self.poison(
+                        db,
+                        rp,
+                        part,
+                        413,
+                        "a single point is larger than the upstream accepts",
+                    ),
+                },
                 Sent::Poison(status, message) => self.poison(db, rp, part, status, &message),
             }
         }
         Ok(())
     }
 
-    /// The (db, rp) a metric goes to upstream, after overrides.
-    fn target_of(&self, m: &Metric) -> (String, String) {
+    /// The (db, rp) a write's points go to upstream, after overrides.
+    fn target(&self, db: &str, rp: &str) -> (String, String) {
         match &self.protocol {
             Protocol::V1 {
                 database,
                 retention_policy,
                 ..
             } => (
-                database.clone().unwrap_or_else(|| m.origin.db.clone()),
-                retention_policy
-                    .clone()
-                    .unwrap_or_else(|| m.origin.rp.clone()),
+                database.clone().unwrap_or_else(|| db.to_owned()),
+                retention_policy.clone().unwrap_or_else(|| rp.to_owned()),
             ),
             Protocol::V2 { bucket, .. } => match bucket {
                 Some(b) => (b.clone(), String::new()),
-                None => (m.origin.db.clone(), m.origin.rp.clone()),
+                None => (db.to_owned(), rp.to_owned()),
             },
         }
     }
@@ -323,11 +366,7 @@ impl Relay {
     }
 
     /// Sends one part to the first URL that takes it; see the module docs for the policy.
-    async fn send(&self, db: &str, rp: &str, part: &[&Metric]) -> Result<Sent, WriteError> {
-        let mut text = String::with_capacity(part.len() * 128);
-        for m in part {
-            line_protocol::encode(m, &mut text);
-        }
+    async fn send(&self, db: &str, rp: &str, text: &str) -> Result<Sent, WriteError> {
         let body = if self.gzip {
             let mut e = flate2::write::GzEncoder::new(
                 Vec::with_capacity(text.len() / 4),
@@ -340,7 +379,7 @@ impl Relay {
                     .map_err(|e| self.retry("gzip", e.to_string(), None))?,
             )
         } else {
-            Bytes::from(text)
+            Bytes::copy_from_slice(text.as_bytes())
         };
         let mut headers = vec![("Content-Type", "text/plain; charset=utf-8".to_string())];
         if self.gzip {
@@ -425,12 +464,13 @@ impl Relay {
     }
 
     /// Appends a refused part to the dead-letter file with the upstream's message.
-    fn poison(&self, db: &str, rp: &str, part: &[&Metric], status: u16, message: &str) {
+    fn poison(&self, db: &str, rp: &str, part: &str, status: u16, message: &str) {
+        let points = line_protocol::Parser::new(part).count();
         self.dead_lettered
-            .fetch_add(part.len() as u64, Ordering::Relaxed);
+            .fetch_add(points as u64, Ordering::Relaxed);
         tracing::error!(
             output = %self.id,
-            db, rp, status, points = part.len(),
+            db, rp, status, points,
             upstream = %message,
             file = %self.dead_letter.display(),
             "upstream refused a batch for good; moved to the dead-letter file"
@@ -440,9 +480,7 @@ impl Relay {
             crate::pipeline::now_ns(),
             message.lines().next().unwrap_or("")
         );
-        for m in part {
-            line_protocol::encode(m, &mut text);
-        }
+        text.push_str(part);
         let written = std::fs::create_dir_all(
             self.dead_letter
                 .parent()
@@ -486,4 +524,18 @@ async fn join_all<T>(mut futures: Vec<crate::plugins::BoxFuture<'_, T>>) -> Vec<
         .into_iter()
         .map(|r| r.expect("every future completed"))
         .collect()
+}
+
+/// Splits line protocol text into two halves at a point boundary; `None` for a single point.
+fn split_half(text: &str) -> Option<(&str, &str)> {
+    let mut parser = line_protocol::Parser::new(text);
+    let mut ends = Vec::new();
+    while parser.next().is_some() {
+        ends.push(parser.offset());
+    }
+    if ends.len() < 2 {
+        return None;
+    }
+    let at = ends[ends.len() / 2 - 1];
+    Some((&text[..at], &text[at..]))
 }
