@@ -369,7 +369,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 impl Running {
     /// Stops inputs (the listener answers 503 from now on), then flushes every buffer to its
-    /// output, waiting at most `timeout` in all. Returns the points left unwritten.
+    /// output, waiting at most `timeout` in all. Returns the points lost: those left in memory
+    /// buffers (disk buffers keep theirs for the next start).
     pub async fn shutdown(&self, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inputs_stop.cancel();
@@ -379,13 +380,22 @@ impl Running {
         self.inputs.close();
         let _ = tokio::time::timeout_at(deadline, self.inputs.wait()).await;
         if let Some(store) = self.pipeline.store() {
-            // Every acknowledged write is already durable in its log; stop the compactor.
-            store.close();
+            // Every acknowledged write is already durable in its log; stop the compactor (which
+            // may be mid-run: wait for it off the runtime's threads).
+            let store = Arc::clone(store);
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         self.outputs_stop.cancel();
         self.outputs.close();
         let _ = tokio::time::timeout_at(deadline, self.outputs.wait()).await;
-        self.pipeline.outputs().iter().map(|o| o.buffer.len()).sum()
+        // What disk buffers still hold is safe and goes out after the next start; only memory
+        // buffers lose what they hold.
+        self.pipeline
+            .outputs()
+            .iter()
+            .filter(|o| matches!(o.buffer, OutputBuffer::Memory(_)))
+            .map(|o| o.buffer.len())
+            .sum()
     }
 }
 

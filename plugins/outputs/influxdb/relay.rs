@@ -270,12 +270,12 @@ impl Relay {
                 retention_policy,
                 ..
             } => (
-                database.clone().unwrap_or_else(|| db.to_owned()),
+                database.clone().unwrap_or_else(|| or_default(db)),
                 retention_policy.clone().unwrap_or_else(|| rp.to_owned()),
             ),
             Protocol::V2 { bucket, .. } => match bucket {
                 Some(b) => (b.clone(), String::new()),
-                None => (db.to_owned(), rp.to_owned()),
+                None => (or_default(db), rp.to_owned()),
             },
         }
     }
@@ -524,6 +524,17 @@ async fn join_all<T>(mut futures: Vec<crate::plugins::BoxFuture<'_, T>>) -> Vec<
         .into_iter()
         .map(|r| r.expect("every future completed"))
         .collect()
+}
+
+/// The database of gathered metrics, which carry none: Telegraf's default.
+pub const DEFAULT_DATABASE: &str = "telegraf";
+
+fn or_default(db: &str) -> String {
+    if db.is_empty() {
+        DEFAULT_DATABASE.to_owned()
+    } else {
+        db.to_owned()
+    }
 }
 
 /// Splits line protocol text into two halves at a point boundary; `None` for a single point.
