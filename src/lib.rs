@@ -11,6 +11,7 @@
 //! - [`wal`]: the durable log with group commit.
 //! - [`http`]: the server plumbing and capped body reading.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
+//! - [`systemd`]: readiness, stopping and watchdog notifications.
 //! - [`cli`]: flags and subcommands.
 
 pub mod buckets;
@@ -23,6 +24,7 @@ pub mod metric;
 pub mod pipeline;
 #[path = "../plugins/mod.rs"]
 pub mod plugins;
+pub mod systemd;
 pub mod wal;
 
 /// An error and its chain of causes on one line: `outer: inner: root`.

@@ -18,8 +18,8 @@ use heliograph::{line_protocol, pipeline};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How long a stop may take to flush buffers before the agent exits anyway.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `--once` may take to flush buffers before it exits anyway.
+const ONCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -166,7 +166,7 @@ async fn run_once(mut config: Config) -> anyhow::Result<ExitCode> {
     if let Err(refusal) = running.pipeline.deliver(metrics).await {
         anyhow::bail!("gathered metrics not admitted: {refusal}");
     }
-    let left = running.shutdown(SHUTDOWN_TIMEOUT).await;
+    let left = running.shutdown(ONCE_TIMEOUT).await;
     if left > 0 {
         tracing::error!(
             points = left,
@@ -182,14 +182,41 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Reloading is not supported yet; SIGHUP's default action would end the agent, so it is
+    // caught and explained instead.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let shutdown_timeout = config.agent.shutdown_timeout.0;
     let running = pipeline::start(config).await.context("starting")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    // Every listener is bound and storage recovered: ready.
+    heliograph::systemd::notify("READY=1\nSTATUS=accepting writes");
+    if let Some(every) = heliograph::systemd::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                heliograph::systemd::notify("WATCHDOG=1");
+            }
+        });
     }
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; restart heliograph to apply changes");
+            }
+        }
+    }
+    heliograph::systemd::notify("STOPPING=1");
     let left = tokio::select! {
-        left = running.shutdown(SHUTDOWN_TIMEOUT) => left,
+        left = running.shutdown(shutdown_timeout) => left,
         _ = term.recv() => {
             tracing::warn!("second signal: exiting at once");
             return Ok(ExitCode::from(2));

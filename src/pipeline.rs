@@ -36,6 +36,8 @@ pub struct OutputStats {
     pub written: AtomicU64,
     /// Failed write attempts.
     pub errors: AtomicU64,
+    /// Points set aside as poison by the output.
+    pub dead_lettered: AtomicU64,
 }
 
 /// One output as the router sees it.
@@ -518,6 +520,9 @@ async fn run_output(
             Attempt::Written(points) => Ok(points),
             Attempt::Failed(points, error) => Err((points, error)),
         };
+        slot.stats
+            .dead_lettered
+            .store(output.dead_lettered(), Ordering::Relaxed);
         match written {
             Ok(points) => {
                 failures = 0;

@@ -118,6 +118,8 @@ pub struct AgentSection {
     pub quiet: bool,
     /// Log to this file instead of stderr; empty means stderr.
     pub logfile: String,
+    /// How long a stop (SIGTERM) may take to flush buffers before the agent exits. Default `"30s"`.
+    pub shutdown_timeout: ConfigDuration,
 }
 
 impl Default for AgentSection {
@@ -136,6 +138,7 @@ impl Default for AgentSection {
             debug: false,
             quiet: false,
             logfile: String::new(),
+            shutdown_timeout: ConfigDuration::secs(30),
         }
     }
 }

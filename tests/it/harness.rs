@@ -30,6 +30,15 @@ impl TestAgent {
 
     /// Starts the agent in an existing directory (to restart on the same data).
     pub fn start_in(dir: Arc<tempfile::TempDir>, config: &str) -> TestAgent {
+        Self::start_with(dir, config, &[])
+    }
+
+    /// Starts the agent with extra environment variables.
+    pub fn start_with(
+        dir: Arc<tempfile::TempDir>,
+        config: &str,
+        env: &[(&str, String)],
+    ) -> TestAgent {
         let config = config.replace("{dir}", dir.path().to_str().unwrap());
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, config).unwrap();
@@ -37,6 +46,7 @@ impl TestAgent {
             .arg("--config")
             .arg(&path)
             .current_dir(dir.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -4,6 +4,7 @@ mod harness;
 
 mod buckets;
 mod cli;
+mod daemon;
 mod disk_buffer;
 mod influxd;
 mod listener;

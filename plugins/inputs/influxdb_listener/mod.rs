@@ -229,9 +229,11 @@ async fn handle(req: Request<Incoming>, _peer: SocketAddr, state: &State) -> Htt
         ("/query", &Method::GET | &Method::POST) => query::query(req, state).await,
         ("/ping", &Method::GET | &Method::HEAD) => query::ping(&req),
         ("/health", &Method::GET | &Method::HEAD) => query::health(state),
+        ("/metrics", &Method::GET) => query::metrics(state),
         ("/write" | "/api/v2/write", _) => not_allowed("POST"),
         ("/query", _) => not_allowed("GET, POST"),
         ("/ping" | "/health", _) => not_allowed("GET, HEAD"),
+        ("/metrics", _) => not_allowed("GET"),
         _ => error(
             StatusCode::NOT_FOUND,
             "not found",

@@ -338,6 +338,150 @@ pub fn ping(req: &Request<Incoming>) -> HttpResponse {
     r
 }
 
+/// One metric family in the Prometheus text format.
+fn family(text: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        text,
+        "# HELP heliograph_{name} {help}\n# TYPE heliograph_{name} {kind}"
+    );
+    for (labels, v) in samples {
+        let _ = writeln!(text, "heliograph_{name}{labels} {v}");
+    }
+}
+
+/// `/metrics`: the agent's counters in the Prometheus text format, names prefixed `heliograph_`.
+pub fn metrics(state: &State) -> HttpResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut text = String::new();
+    let one = |v: u64| vec![(String::new(), v)];
+    let statuses: Vec<(String, u64)> = super::STATUSES
+        .iter()
+        .map(|s| (format!("{{status=\"{s}\"}}"), state.stats.responses(*s)))
+        .collect();
+    family(
+        &mut text,
+        "listener_requests_total",
+        "counter",
+        "Listener responses by HTTP status (0: any other).",
+        &statuses,
+    );
+    family(
+        &mut text,
+        "listener_points_written_total",
+        "counter",
+        "Points admitted through the listener.",
+        &one(state.stats.points_written.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "listener_bytes_received_total",
+        "counter",
+        "Request body bytes received, decompressed.",
+        &one(state.stats.bytes_received.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "writes_refused_total",
+        "counter",
+        "Writes refused because an output could not take them.",
+        &one(state.pipeline.refused.load(Relaxed)),
+    );
+    let outputs = state.pipeline.outputs();
+    let per_output = |f: &dyn Fn(&crate::pipeline::OutputSlot) -> u64| -> Vec<(String, u64)> {
+        outputs
+            .iter()
+            .map(|o| {
+                (
+                    format!(
+                        "{{output=\"{}\"}}",
+                        o.id.replace('\\', "\\\\").replace('"', "\\\"")
+                    ),
+                    f(o),
+                )
+            })
+            .collect()
+    };
+    family(
+        &mut text,
+        "output_queued_points",
+        "gauge",
+        "Points buffered and not yet written.",
+        &per_output(&|o| o.buffer.len() as u64),
+    );
+    family(
+        &mut text,
+        "output_queued_bytes",
+        "gauge",
+        "Bytes a disk buffer holds.",
+        &per_output(&|o| o.buffer.bytes()),
+    );
+    family(
+        &mut text,
+        "output_oldest_undelivered_seconds",
+        "gauge",
+        "Age of the oldest buffered write.",
+        &per_output(&|o| o.buffer.oldest_age().map_or(0, |d| d.as_secs())),
+    );
+    family(
+        &mut text,
+        "output_written_points_total",
+        "counter",
+        "Points written by the output.",
+        &per_output(&|o| o.stats.written.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "output_errors_total",
+        "counter",
+        "Failed write attempts (retried).",
+        &per_output(&|o| o.stats.errors.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "output_dead_lettered_points_total",
+        "counter",
+        "Points the upstream refused for good.",
+        &per_output(&|o| o.stats.dead_lettered.load(Relaxed)),
+    );
+    if let Some(store) = state.pipeline.store() {
+        family(
+            &mut text,
+            "buckets_pending_bytes",
+            "gauge",
+            "Bucket log bytes not yet compacted.",
+            &one(store.pending_bytes()),
+        );
+        family(
+            &mut text,
+            "buckets_compacted_points_total",
+            "counter",
+            "Points compacted into partitions.",
+            &one(store.stats.compacted_points.load(Relaxed)),
+        );
+        family(
+            &mut text,
+            "buckets_corrupt_records_total",
+            "counter",
+            "Corrupt log records skipped at recovery.",
+            &one(store.stats.corrupt_records.load(Relaxed)),
+        );
+        family(
+            &mut text,
+            "buckets_expired_partitions_total",
+            "counter",
+            "Partitions dropped by retention.",
+            &one(store.stats.expired_partitions.load(Relaxed)),
+        );
+    }
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
 /// `/health`: 200 while accepting writes, 503 once shutting down (InfluxDB 2's shape).
 pub fn health(state: &State) -> HttpResponse {
     if state.shutdown.is_cancelled() {

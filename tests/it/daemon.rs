@@ -1,0 +1,117 @@
+//! Running under systemd: readiness, stopping and watchdog notifications, SIGHUP, /metrics.
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const CONFIG: &str = r#"
+[agent]
+  data_dir = "{dir}/data"
+  flush_interval = "50ms"
+  shutdown_timeout = "5s"
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.buckets]]
+[[outputs.file]]
+  files = ["{dir}/out.lp"]
+"#;
+
+/// What arrives on the socket within `for_` (the watchdog keeps sending, so read for a while,
+/// not until silence).
+fn receive(socket: &UnixDatagram, for_: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    let deadline = std::time::Instant::now() + for_;
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn notifies_ready_watchdog_and_stopping() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", path.display().to_string()),
+        ("WATCHDOG_USEC", "200000".to_string()),
+    ];
+    let mut agent = TestAgent::start_with(Arc::clone(&dir), CONFIG, &env);
+    let early = receive(&socket, Duration::from_millis(500));
+    assert!(early.iter().any(|m| m.starts_with("READY=1")), "{early:?}");
+    assert!(early.iter().any(|m| m == "WATCHDOG=1"), "{early:?}");
+    // The listener was bound before READY: a write right away succeeds.
+    assert_eq!(
+        post(
+            &agent.url("/write?db=x"),
+            &[],
+            format!("m v=1 {}\n", now_ns()).as_bytes()
+        )
+        .status,
+        204
+    );
+    // SIGHUP does not end the agent.
+    signal(&agent.child, "HUP");
+    assert!(eventually(Duration::from_secs(3), || agent
+        .logs()
+        .contains("SIGHUP")));
+    assert_eq!(request("GET", &agent.url("/ping"), &[]).status, 204);
+    let status = agent.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let late = receive(&socket, Duration::from_millis(300));
+    assert!(late.iter().any(|m| m == "STOPPING=1"), "{late:?}");
+}
+
+#[test]
+fn metrics_endpoint_reports_counters() {
+    let agent = TestAgent::start(CONFIG);
+    assert_eq!(
+        post(
+            &agent.url("/write?db=x"),
+            &[],
+            format!("m v=1 {}\n", now_ns()).as_bytes()
+        )
+        .status,
+        204
+    );
+    assert_eq!(post(&agent.url("/write?db=x"), &[], b"bad\n").status, 400);
+    assert!(eventually(Duration::from_secs(5), || agent
+        .lines("out.lp")
+        .len()
+        == 1));
+    let r = request("GET", &agent.url("/metrics"), &[]);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    for expected in [
+        "heliograph_listener_requests_total{status=\"204\"} 1",
+        "heliograph_listener_requests_total{status=\"400\"} 1",
+        "heliograph_listener_points_written_total 1",
+        "heliograph_output_written_points_total{output=\"outputs.file\"} 1",
+        "heliograph_output_queued_points{output=\"outputs.file\"} 0",
+        "# TYPE heliograph_buckets_pending_bytes gauge",
+    ] {
+        assert!(
+            r.body.contains(expected),
+            "missing {expected:?} in\n{}",
+            r.body
+        );
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
