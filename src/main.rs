@@ -115,6 +115,8 @@ fn export(
 }
 
 fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let level = if agent.debug {
         tracing::Level::DEBUG
     } else if agent.quiet {
@@ -122,25 +124,26 @@ fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {
     } else {
         tracing::Level::INFO
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    if agent.logfile.is_empty() {
-        use std::io::IsTerminal as _;
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init();
+    let (writer, ansi) = if agent.logfile.is_empty() {
+        (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&agent.logfile)
             .with_context(|| format!("opening logfile {}", agent.logfile))?;
-        builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .init();
+        (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_writer(writer);
+    match agent.logformat {
+        config::LogFormat::Text => builder.with_ansi(ansi).init(),
+        config::LogFormat::Json => builder.json().init(),
     }
     Ok(())
 }

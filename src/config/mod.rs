@@ -118,6 +118,8 @@ pub struct AgentSection {
     pub quiet: bool,
     /// Log to this file instead of stderr; empty means stderr.
     pub logfile: String,
+    /// `"text"` (default) or `"json"` (one object per line).
+    pub logformat: LogFormat,
     /// How long a stop (SIGTERM) may take to flush buffers before the agent exits. Default `"30s"`.
     pub shutdown_timeout: ConfigDuration,
 }
@@ -138,9 +140,21 @@ impl Default for AgentSection {
             debug: false,
             quiet: false,
             logfile: String::new(),
+            logformat: LogFormat::Text,
             shutdown_timeout: ConfigDuration::secs(30),
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Options every input takes.

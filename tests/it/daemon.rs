@@ -115,3 +115,42 @@ fn now_ns() -> i64 {
         .unwrap()
         .as_nanos() as i64
 }
+
+#[test]
+fn json_logs_to_a_logfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let config = format!(
+        "[agent]\n  data_dir = {:?}\n  logformat = \"json\"\n  logfile = {:?}\n[[inputs.influxdb_listener]]\n  service_address = \"127.0.0.1:0\"\n[[outputs.buckets]]\n",
+        dir.path().join("data").display().to_string(),
+        log.display().to_string()
+    );
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening"))
+    });
+    signal(&child, "TERM");
+    let _ = child.wait();
+    assert!(listening, "no listening line in the logfile");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("listening")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["level"], "INFO");
+    assert!(
+        json["fields"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    assert!(text
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}
