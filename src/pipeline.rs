@@ -240,6 +240,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         outputs,
         ..
     } = config;
+    if outputs.is_empty() {
+        // Writes would be acknowledged and kept nowhere: refuse to run rather than drop them.
+        return Err(StartError {
+            message: "no [[outputs.*]] configured: nothing would keep the points; add [[outputs.buckets]] for local storage".into(),
+            source: None,
+        });
+    }
     let mut agent_tags: Vec<(String, String)> = global_tags.into_iter().collect();
     if !agent.omit_hostname {
         agent_tags.retain(|(k, _)| k != "host");

@@ -120,3 +120,21 @@ fn test_mode_exits_zero_without_writing_outputs() {
     assert!(out.status.success());
     assert!(!out_file.exists());
 }
+
+#[test]
+fn refuses_to_run_without_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "[[inputs.influxdb_listener]]\nservice_address = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[outputs.*]] configured"));
+}
