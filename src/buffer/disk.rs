@@ -23,6 +23,8 @@ use crate::wal::{self, Log, LogOptions};
 
 /// Record bytes kept in memory past what the output is writing; the rest stays on disk only.
 const CACHE_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
+/// How often, at most, the cursor file is rewritten while the output works through a backlog.
+const CURSOR_EVERY: Duration = Duration::from_secs(1);
 /// Points read per read from disk, at least: one read serves several batches.
 const LOAD_POINTS: usize = 20_000;
 
@@ -52,6 +54,11 @@ struct State {
     closed: bool,
     /// Where the last read from disk stopped: (next seq, position), to continue from there.
     read_pos: Option<(u64, wal::Position)>,
+    /// The last record fully written, and whether the cursor file already says so.
+    done_seq: u64,
+    cursor_saved: bool,
+    /// When the cursor file was last written.
+    cursor_at: Option<Instant>,
 }
 
 /// A durable queue of points for one output; see the module docs.
@@ -313,16 +320,50 @@ impl DiskBuffer {
             }
             done
         };
-        let Some(seq) = done_seq else {
-            return Ok(());
+        let due = {
+            let mut st = self.lock();
+            if let Some(seq) = done_seq {
+                st.done_seq = seq;
+                st.cursor_saved = false;
+            }
+            // The cursor is saved at most every CURSOR_EVERY (and when the buffer empties or
+            // the output stops): a crash may then send the last records again, which delivery
+            // at least once allows, and the output does not wait on an fsync per batch.
+            !st.cursor_saved
+                && (st.records.is_empty()
+                    || st.cursor_at.is_none_or(|t| t.elapsed() >= CURSOR_EVERY))
+        };
+        if due {
+            self.save_cursor().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the cursor file (and trims the log) if it is behind what has been written.
+    ///
+    /// # Errors
+    /// The cursor file could not be written.
+    pub async fn save_cursor(self: &Arc<Self>) -> std::io::Result<()> {
+        let seq = {
+            let mut st = self.lock();
+            if st.cursor_saved {
+                return Ok(());
+            }
+            st.cursor_saved = true;
+            st.cursor_at = Some(Instant::now());
+            st.done_seq
         };
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        let saved = tokio::task::spawn_blocking(move || {
             crate::buckets::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
             this.log.remove_before(seq + 1).map(|_| ())
         })
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+        if saved.is_err() {
+            self.lock().cursor_saved = false;
+        }
+        saved
     }
 
     /// Waits until at least `points` are queued.

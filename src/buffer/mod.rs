@@ -145,6 +145,17 @@ impl OutputBuffer {
         }
     }
 
+    /// Persists what a disk buffer knows has been written (its cursor); a no-op in memory.
+    ///
+    /// # Errors
+    /// The cursor file could not be written.
+    pub async fn save_cursor(&self) -> std::io::Result<()> {
+        match self {
+            OutputBuffer::Memory(_) => Ok(()),
+            OutputBuffer::Disk(b) => b.save_cursor().await,
+        }
+    }
+
     /// Waits until at least `points` are queued.
     pub async fn wait_until_len(&self, points: usize) {
         match self {

@@ -87,26 +87,27 @@ fn metrics_endpoint_reports_counters() {
         .lines("out.lp")
         .len()
         == 1));
-    let r = request("GET", &agent.url("/metrics"), &[]);
-    assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    for expected in [
+    let expected = [
         "heliograph_listener_requests_total{status=\"204\"} 1",
         "heliograph_listener_requests_total{status=\"400\"} 1",
         "heliograph_listener_points_written_total 1",
         "heliograph_output_written_points_total{output=\"outputs.file\"} 1",
         "heliograph_output_queued_points{output=\"outputs.file\"} 0",
         "# TYPE heliograph_buckets_pending_bytes gauge",
-    ] {
-        assert!(
-            r.body.contains(expected),
-            "missing {expected:?} in\n{}",
-            r.body
-        );
-    }
+    ];
+    // The output's counters move just after the file is written: poll briefly.
+    let mut body = String::new();
+    let ok = eventually(Duration::from_secs(5), || {
+        let r = request("GET", &agent.url("/metrics"), &[]);
+        assert_eq!(r.status, 200);
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        body = r.body;
+        expected.iter().all(|e| body.contains(e))
+    });
+    assert!(ok, "missing some of {expected:?} in\n{body}");
 }
 
 fn now_ns() -> i64 {
