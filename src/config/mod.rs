@@ -575,11 +575,11 @@ impl Loader {
         let common = Spanned::new(span.clone(), DeValue::Table(common));
         let own = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(own)));
         let cx = &self.cx;
-        let mut errors = Vec::new();
-        match kind {
-            "inputs" => {
-                let entry = plugins::inputs::ALL.iter().find(|e| e.name == name);
-                let built = build(
+        // The same steps for each kind; only the registry and the list differ.
+        macro_rules! build_into {
+            ($registry:expr, $list:expr) => {{
+                let entry = $registry.iter().find(|e| e.name == name);
+                match build(
                     fcx,
                     &context,
                     at,
@@ -588,44 +588,20 @@ impl Loader {
                     own,
                     cx,
                     entry.map(|e| e.build),
-                );
-                built
-                    .map(|c| self.inputs.push(c))
-                    .unwrap_or_else(|e| errors = e);
-            }
-            "processors" => {
-                let entry = plugins::processors::ALL.iter().find(|e| e.name == name);
-                let built = build(
-                    fcx,
-                    &context,
-                    at,
-                    name,
-                    common,
-                    own,
-                    cx,
-                    entry.map(|e| e.build),
-                );
-                built
-                    .map(|c| self.processors.push(c))
-                    .unwrap_or_else(|e| errors = e);
-            }
-            _ => {
-                let entry = plugins::outputs::ALL.iter().find(|e| e.name == name);
-                let built = build(
-                    fcx,
-                    &context,
-                    at,
-                    name,
-                    common,
-                    own,
-                    cx,
-                    entry.map(|e| e.build),
-                );
-                built
-                    .map(|c| self.outputs.push(c))
-                    .unwrap_or_else(|e| errors = e);
-            }
+                ) {
+                    Ok(configured) => {
+                        $list.push(configured);
+                        Vec::new()
+                    }
+                    Err(errors) => errors,
+                }
+            }};
         }
+        let errors = match kind {
+            "inputs" => build_into!(plugins::inputs::ALL, self.inputs),
+            "processors" => build_into!(plugins::processors::ALL, self.processors),
+            _ => build_into!(plugins::outputs::ALL, self.outputs),
+        };
         self.errors.extend(errors);
     }
 }
