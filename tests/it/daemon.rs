@@ -155,3 +155,110 @@ fn json_logs_to_a_logfile() {
         .lines()
         .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
 }
+
+/// SIGTERM while 8 writers keep writing: the agent stops within the bound, new writes are
+/// refused (503 or a closed connection), and every acknowledged point is in the buckets.
+#[test]
+fn sigterm_under_load_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = CONFIG.replace("[[outputs.file]]\n  files = [\"{dir}/out.lp\"]\n", "");
+    let mut agent = TestAgent::start_in(Arc::clone(&dir), &config);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = now_ns() - 60_000_000_000;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (url, acked, stop) = (
+                agent.url("/write?db=t"),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let mut i = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let line = format!("t,w=w{w} v={i}i {}", base + i * 8 + w);
+                    match ureq::post(&url)
+                        .timeout(Duration::from_secs(5))
+                        .send_string(&line)
+                    {
+                        Ok(r) if r.status() == 204 => acked.lock().unwrap().push(line),
+                        Ok(_) | Err(ureq::Error::Status(..)) => {}
+                        Err(_) => return, // the listener closed
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let status = agent.terminate(Duration::from_secs(10));
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(status.success(), "{status:?}\n{}", agent.logs());
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped in {took:?}, over shutdown_timeout"
+    );
+    drop(agent);
+    let agent = TestAgent::start_in(dir, &config);
+    let exported: std::collections::HashSet<String> = agent.export("t", &[]).into_iter().collect();
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
+    let lost = acked.iter().filter(|l| !exported.contains(*l)).count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged points lost",
+        acked.len()
+    );
+}
+
+/// A second SIGTERM while the first stop waits on a hung output exits at once.
+#[test]
+fn second_signal_exits_at_once() {
+    // An upstream that accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        hung.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok((c, _)) = hung.accept() {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let config = format!(
+        "[agent]\n  data_dir = \"{{dir}}/data\"\n  flush_interval = \"50ms\"\n  shutdown_timeout = \"60s\"\n[[inputs.influxdb_listener]]\n  service_address = \"127.0.0.1:0\"\n[[outputs.influxdb]]\n  urls = [\"{url}\"]\n  timeout = \"30s\"\n  skip_database_creation = true\n  buffer = \"memory\"\n"
+    );
+    let mut agent = TestAgent::start(&config);
+    assert_eq!(
+        post(&agent.url("/write?db=x"), &[], b"m v=1 1\n").status,
+        204
+    );
+    std::thread::sleep(Duration::from_millis(300)); // the output is now stuck on its request
+    signal(&agent.child, "TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the first stop waits for the output"
+    );
+    let started = std::time::Instant::now();
+    let status = agent.terminate(Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "points held in memory were lost: exit 2"
+    );
+    assert!(agent.logs().contains("second signal"));
+    drop(held);
+}
