@@ -9,4 +9,5 @@ mod disk_buffer;
 mod influxd;
 mod listener;
 mod load;
+mod packaging;
 mod relay;
