@@ -224,3 +224,28 @@ fn rfc3339(secs: i64) -> String {
         rem % 60
     )
 }
+
+#[test]
+fn export_of_a_missing_bucket_or_store_fails_clearly() {
+    let agent = TestAgent::start(CONFIG);
+    let run = |db: &str, config: &std::path::Path| {
+        std::process::Command::new(binary())
+            .args(["export", "--db", db, "--config"])
+            .arg(config)
+            .current_dir(agent.dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("nope", &agent.path("agent.toml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no bucket nope/autogen"));
+    let other = agent.path("other.toml");
+    std::fs::write(
+        &other,
+        "[agent]\n  data_dir = \"/nonexistent/data\"\n[[outputs.buckets]]\n",
+    )
+    .unwrap();
+    let out = run("app", &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no local buckets in /nonexistent/data"));
+}
