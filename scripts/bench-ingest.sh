@@ -13,16 +13,9 @@ BATCH=${1:-5000}
 CONNS=${2:-4}
 DURATION=${3:-10s}
 
-command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
 cargo build --release --quiet --bin heliograph --bin loadgen --example parse_sink
 BIN=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+source scripts/bench-lib.sh
 
 run_load() { # name url pid
   "$BIN/loadgen" "$2" --batch "$BATCH" --connections "$CONNS" --duration "$DURATION" --unique --pid "$3" --json > "$work/$1.json"
@@ -35,23 +28,7 @@ run_load sink "http://127.0.0.1:$p/write?db=load" "${pids[-1]}"
 kill "${pids[-1]}"
 
 # 2. InfluxDB 1.6.7.
-p=$(free_port); rpc=$(free_port)
-cat > "$work/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc"
-[meta]
-  dir = "$work/influx/meta"
-[data]
-  dir = "$work/influx/data"
-  wal-dir = "$work/influx/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:$p"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-CONF
-influxd -config "$work/influxdb.conf" >"$work/influxd.log" 2>&1 & pids+=($!); wait_port "$p"
+p=$(free_port); start_influxd "$p"
 curl -s -XPOST "http://127.0.0.1:$p/query" --data-urlencode "q=CREATE DATABASE load" >/dev/null
 run_load influxdb "http://127.0.0.1:$p/write?db=load" "${pids[-1]}"
 kill "${pids[-1]}"

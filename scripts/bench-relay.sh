@@ -10,33 +10,11 @@ BATCH=${1:-5000}
 CONNS=${2:-4}
 DURATION=${3:-10s}
 
-command -v influxd >/dev/null || { apt-get update -qq && apt-get install -y -qq influxdb; }
 cargo build --release --quiet --bin heliograph --bin loadgen
 BIN=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source scripts/bench-lib.sh
 
-ip=$(free_port); rpc=$(free_port)
-cat > "$work/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$rpc"
-[meta]
-  dir = "$work/influx/meta"
-[data]
-  dir = "$work/influx/data"
-  wal-dir = "$work/influx/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:$ip"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-CONF
-influxd -config "$work/influxdb.conf" >"$work/influxd.log" 2>&1 & pids+=($!); wait_port "$ip"
+ip=$(free_port); start_influxd "$ip"
 for db in direct relay; do curl -s -XPOST "http://127.0.0.1:$ip/query" --data-urlencode "q=CREATE DATABASE $db" >/dev/null; done
 
 count() { curl -s "http://127.0.0.1:$ip/query" --data-urlencode "db=$1" --data-urlencode "q=SELECT count(usage_user) FROM cpu" \

@@ -57,6 +57,7 @@ pub struct OutputSlot {
 /// Processors, router and buffers: what every producer delivers to.
 pub struct Pipeline {
     processors: Mutex<Vec<(String, Box<dyn DynProcessor>)>>,
+    has_processors: bool,
     outputs: Vec<Arc<OutputSlot>>,
     /// Local buckets, when `[[outputs.buckets]]` is configured: every write is appended to it
     /// durably before it is acknowledged.
@@ -127,6 +128,9 @@ impl Pipeline {
     }
 
     fn process(&self, mut metrics: Vec<Metric>) -> Vec<Metric> {
+        if !self.has_processors {
+            return metrics; // no lock on the write path when there is nothing to run
+        }
         let mut chain = self.processors.lock().unwrap_or_else(|e| e.into_inner());
         for (_, p) in chain.iter_mut() {
             if metrics.is_empty() {
@@ -207,6 +211,18 @@ impl Pipeline {
     }
 }
 
+/// `[global_tags]` and, unless `omit_hostname`, `host`: the tags gathered metrics carry, sorted.
+fn agent_tags(
+    agent: &config::AgentSection,
+    global: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut tags = global.clone();
+    if !agent.omit_hostname {
+        tags.insert("host".into(), config::hostname(agent));
+    }
+    tags.into_iter().collect()
+}
+
 /// Adds `tags` to `m` where it does not already have the key.
 pub fn add_missing_tags(m: &mut Metric, tags: &[(String, String)]) {
     for (k, v) in tags {
@@ -247,12 +263,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             source: None,
         });
     }
-    let mut agent_tags: Vec<(String, String)> = global_tags.into_iter().collect();
-    if !agent.omit_hostname {
-        agent_tags.retain(|(k, _)| k != "host");
-        agent_tags.push(("host".into(), config::hostname(&agent)));
-    }
-    agent_tags.sort();
+    let agent_tags = agent_tags(&agent, &global_tags);
+    let has_processors = !processors.is_empty();
     let mut output_tasks = Vec::new();
     let mut slots = Vec::new();
     let mut store = None;
@@ -317,6 +329,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         slots.push(slot);
     }
     let pipeline = Arc::new(Pipeline {
+        has_processors,
         processors: Mutex::new(
             processors
                 .into_iter()
@@ -676,11 +689,7 @@ fn next_unit(state: &mut u64) -> f64 {
 
 /// Gathers every gather input once and returns the decorated metrics (for `--test`/`--once`).
 pub async fn gather_once(config: &mut Config) -> Vec<Metric> {
-    let mut agent_tags: BTreeMap<String, String> = config.global_tags.clone();
-    if !config.agent.omit_hostname {
-        agent_tags.insert("host".into(), config::hostname(&config.agent));
-    }
-    let agent_tags: Vec<(String, String)> = agent_tags.into_iter().collect();
+    let agent_tags = agent_tags(&config.agent, &config.global_tags);
     let mut out = Vec::new();
     for input in &mut config.inputs {
         let id = input.id("inputs");

@@ -110,6 +110,21 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// Any I/O error; `path` then still holds its previous contents.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     let mut crc = crc32c::crc32c(&seq.to_le_bytes());
     crc = crc32c::crc32c_append(crc, payload);

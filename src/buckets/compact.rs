@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{
-    decode_record, line_time, names, paths, read_cursor, write_atomic, BucketStore, Catalog,
-};
+use super::{line_time, names, paths, read_cursor, write_atomic, BucketStore, Catalog};
+use crate::buffer::record;
 use crate::wal;
 
 /// A partition with this many chunks is merged into one.
@@ -371,7 +370,7 @@ impl BucketStore {
         let dropped = load_dropped(&self.root);
         let partition = self.options.partition.as_nanos().max(1) as i64;
         // The run's payloads stay in memory; lines are sorted as slices of them.
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        let mut payloads: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut first = None;
         let mut last = cursor;
         let mut bytes = 0usize;
@@ -382,9 +381,8 @@ impl BucketStore {
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
             last = r.seq;
-            match decode_record(&r.payload) {
-                Some((db, _, _)) if is_dropped(&dropped, db, r.seq) => {}
-                Some(_) => payloads.push(r.payload),
+            match record::runs(&r.payload) {
+                Some(_) => payloads.push((r.seq, r.payload)),
                 None => tracing::error!(seq = r.seq, "skipping an undecodable log record"),
             }
             true
@@ -393,8 +391,15 @@ impl BucketStore {
             return Ok(0);
         };
         let mut groups: BTreeMap<(&str, &str, i64), Lines<'_>> = BTreeMap::new();
-        for payload in &payloads {
-            let (db, rp, lp) = decode_record(payload).expect("decoded when read");
+        let runs = payloads.iter().flat_map(|(seq, payload)| {
+            let runs = record::runs(payload).expect("decoded when read");
+            runs.into_iter().map(move |run| (*seq, run))
+        });
+        for (seq, run) in runs {
+            let (db, rp, lp) = (run.db, run.rp, run.lp);
+            if is_dropped(&dropped, db, seq) {
+                continue;
+            }
             let mut current: Option<(i64, &mut Lines<'_>)> = None;
             for line in lp.lines() {
                 let Some(t) = line_time(line) else { continue };

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use super::compact::{
     chunks, is_dropped, live_chunks, load_dropped, partitions, ChunkLines, Merge, Source,
 };
-use super::{decode_record, line_time, names, paths, read_cursor};
+use super::{line_time, names, paths, read_cursor};
+use crate::buffer::record;
 use crate::wal;
 
 /// What to export.
@@ -77,18 +78,17 @@ pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportErr
     let mut found = false;
     let partition_of = partition_span(&root);
     wal::read_from(&wal_dir, cursor + 1, |r| {
-        let Some((db, rp, lp)) = decode_record(&r.payload) else {
-            return;
-        };
-        if db != req.db || rp != req.rp || is_dropped(&dropped, db, r.seq) {
-            return;
-        }
-        found = true;
-        for line in lp.lines() {
-            if let Some(t) = line_time(line).filter(|t| in_range(*t)) {
-                tail.entry(partition_of(t))
-                    .or_default()
-                    .push((t, line.to_owned()));
+        for run in record::runs(&r.payload).unwrap_or_default() {
+            if run.db != req.db || run.rp != req.rp || is_dropped(&dropped, run.db, r.seq) {
+                continue;
+            }
+            found = true;
+            for line in run.lp.lines() {
+                if let Some(t) = line_time(line).filter(|t| in_range(*t)) {
+                    tail.entry(partition_of(t))
+                        .or_default()
+                        .push((t, line.to_owned()));
+                }
             }
         }
     })?;

@@ -32,9 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::buffer::Refusal;
+use crate::buffer::{record, Refusal};
 use crate::line_protocol;
 use crate::metric::Metric;
+pub(crate) use crate::wal::write_atomic;
 use crate::wal::{self, Log, LogError, LogOptions};
 
 /// Settings of the store (from `[[outputs.buckets]]` and `[agent] data_dir`).
@@ -137,49 +138,6 @@ pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
     }
 }
 
-/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    wal::sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// The payload of one log record: `u16 len | db | u16 len | rp | line protocol`.
-fn encode_record(db: &str, rp: &str, metrics: &[&Metric]) -> Vec<u8> {
-    let mut lp = String::with_capacity(metrics.len() * 96 + db.len() + rp.len() + 4);
-    lp.push_str("\0\0"); // room for the header, filled in below
-    lp.push_str(db);
-    lp.push_str("\0\0");
-    lp.push_str(rp);
-    for m in metrics {
-        line_protocol::encode(m, &mut lp);
-    }
-    let mut bytes = lp.into_bytes();
-    bytes[..2].copy_from_slice(&(db.len() as u16).to_le_bytes());
-    let at = 2 + db.len();
-    bytes[at..at + 2].copy_from_slice(&(rp.len() as u16).to_le_bytes());
-    bytes
-}
-
-/// Splits a record payload into (db, rp, line protocol).
-pub(crate) fn decode_record(payload: &[u8]) -> Option<(&str, &str, &str)> {
-    let len = |at: usize| -> Option<usize> {
-        Some(u16::from_le_bytes(payload.get(at..at + 2)?.try_into().ok()?) as usize)
-    };
-    let db_len = len(0)?;
-    let db = std::str::from_utf8(payload.get(2..2 + db_len)?).ok()?;
-    let rp_at = 2 + db_len;
-    let rp_len = len(rp_at)?;
-    let rp = std::str::from_utf8(payload.get(rp_at + 2..rp_at + 2 + rp_len)?).ok()?;
-    let lp = std::str::from_utf8(payload.get(rp_at + 2 + rp_len..)?).ok()?;
-    Some((db, rp, lp))
-}
-
 /// The timestamp of a stored line: its last space-separated token.
 pub(crate) fn line_time(line: &str) -> Option<i64> {
     line.rsplit_once(' ')?.1.parse().ok()
@@ -253,9 +211,11 @@ impl BucketStore {
         let mut pending = 0u64;
         for r in records.iter().filter(|r| r.seq > cursor) {
             pending += r.payload.len() as u64;
-            if let Some((db, rp, lp)) = decode_record(&r.payload) {
-                let set = catalog.entry((db.to_owned(), rp.to_owned())).or_default();
-                for line in lp.lines() {
+            for run in record::runs(&r.payload).unwrap_or_default() {
+                let set = catalog
+                    .entry((run.db.to_owned(), run.rp.to_owned()))
+                    .or_default();
+                for line in run.lp.lines() {
                     if let Some(m) = line_measurement(line) {
                         set.insert(m);
                     }
@@ -338,23 +298,22 @@ impl BucketStore {
                 .or_default()
                 .push(m);
         }
-        let mut records = Vec::with_capacity(groups.len());
+        // One log record for the whole write: one run per bucket, in the format disk buffers use.
+        let mut payload = Vec::with_capacity(metrics.len() * 128);
         for ((db, rp), ms) in &groups {
             names::encode("database", db).map_err(|e| Refusal::Invalid(e.to_string()))?;
             names::encode("retention policy", rp).map_err(|e| Refusal::Invalid(e.to_string()))?;
-            records.push(encode_record(db, rp, ms));
+            record::encode_run(db, rp, ms, &mut payload);
         }
-        for record in records {
-            let len = record.len() as u64;
-            self.log
-                .append(record)
-                .await
-                .map_err(|e| self.unavailable(&e))?;
-            if self.pending_bytes.fetch_add(len, Ordering::Relaxed) + len
-                > self.options.max_pending_bytes / 2
-            {
-                self.wake_compactor();
-            }
+        let len = payload.len() as u64;
+        self.log
+            .append(payload)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        if self.pending_bytes.fetch_add(len, Ordering::Relaxed) + len
+            > self.options.max_pending_bytes / 2
+        {
+            self.wake_compactor();
         }
         let mut catalog = self.catalog();
         for ((db, rp), ms) in groups {

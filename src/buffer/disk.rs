@@ -355,7 +355,7 @@ impl DiskBuffer {
         };
         let this = Arc::clone(self);
         let saved = tokio::task::spawn_blocking(move || {
-            crate::buckets::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
+            wal::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
             this.log.remove_before(seq + 1).map(|_| ())
         })
         .await
@@ -366,15 +366,9 @@ impl DiskBuffer {
         saved
     }
 
-    /// Waits until at least `points` are queued.
+    /// Waits until at least `points` are queued (returns at once if they are).
     pub async fn wait_until_len(&self, points: usize) {
-        loop {
-            let notified = self.arrived.notified();
-            if self.len() >= points {
-                return;
-            }
-            notified.await;
-        }
+        super::wait_for(&self.arrived, || self.len() >= points).await;
     }
 
     /// Refuses further reservations (shutdown).

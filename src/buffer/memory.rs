@@ -147,13 +147,7 @@ impl MemoryBuffer {
 
     /// Waits until at least `points` are queued (returns at once if they are).
     pub async fn wait_until_len(&self, points: usize) {
-        loop {
-            let notified = self.arrived.notified();
-            if self.len() >= points {
-                return;
-            }
-            notified.await;
-        }
+        super::wait_for(&self.arrived, || self.len() >= points).await;
     }
 
     /// Refuses further reservations (shutdown); what is queued stays for the final flush.

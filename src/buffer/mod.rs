@@ -61,6 +61,18 @@ impl DrainRate {
     }
 }
 
+/// Waits on `arrived` (notified at each commit) until `ready` holds.
+async fn wait_for(arrived: &tokio::sync::Notify, ready: impl Fn() -> bool) {
+    loop {
+        // Registered before the check, so a commit between the check and the await wakes us.
+        let notified = arrived.notified();
+        if ready() {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// An output's buffer: in memory, or on disk.
 #[derive(Debug, Clone)]
 pub enum OutputBuffer {

@@ -13,24 +13,33 @@ pub fn encode(metrics: &[Metric]) -> Vec<u8> {
     let mut i = 0;
     while i < metrics.len() {
         let origin = &metrics[i].origin;
-        let mut lp = String::new();
-        let mut points = 0u32;
+        let start = i;
         while i < metrics.len() && metrics[i].origin == *origin {
-            if line_protocol::encode(&metrics[i], &mut lp) {
-                points += 1;
-            }
             i += 1;
         }
-        for part in [origin.db.as_bytes(), origin.rp.as_bytes()] {
-            let len = part.len().min(u16::MAX as usize);
-            out.extend_from_slice(&(len as u16).to_le_bytes());
-            out.extend_from_slice(&part[..len]);
-        }
-        out.extend_from_slice(&points.to_le_bytes());
-        out.extend_from_slice(&(lp.len() as u32).to_le_bytes());
-        out.extend_from_slice(lp.as_bytes());
+        let run: Vec<&Metric> = metrics[start..i].iter().collect();
+        encode_run(&origin.db, &origin.rp, &run, &mut out);
     }
     out
+}
+
+/// Appends one run: `metrics` as line protocol under `db` and `rp`.
+pub fn encode_run(db: &str, rp: &str, metrics: &[&Metric], out: &mut Vec<u8>) {
+    let mut lp = String::with_capacity(metrics.len() * 128);
+    let mut points = 0u32;
+    for m in metrics {
+        if line_protocol::encode(m, &mut lp) {
+            points += 1;
+        }
+    }
+    for part in [db.as_bytes(), rp.as_bytes()] {
+        let len = part.len().min(u16::MAX as usize);
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.extend_from_slice(&part[..len]);
+    }
+    out.extend_from_slice(&points.to_le_bytes());
+    out.extend_from_slice(&(lp.len() as u32).to_le_bytes());
+    out.extend_from_slice(lp.as_bytes());
 }
 
 /// One run of a record: the points of one origin as line protocol.
