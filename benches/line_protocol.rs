@@ -101,5 +101,72 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A chain of three common processors, as a config would hold it.
+const CHAIN: &str = r#"
+[[processors.rename]]
+  [[processors.rename.replace]]
+    tag = "host"
+    dest = "hostname"
+[[processors.converter]]
+  [processors.converter.fields]
+    float = ["bytes_*", "packets_*"]
+[[processors.override]]
+  [processors.override.tags]
+    dc = "eu-1"
+"#;
+
+/// The write path's CPU work with and without processors: parse a body into metrics, run the
+/// chain (or not), encode them as the store and disk buffers do. The ratio of the two is the
+/// chain's cost on ingest.
+fn write_path(c: &mut Criterion) {
+    use std::sync::Arc;
+
+    use heliograph::line_protocol::{encode_all, Precision};
+    use heliograph::metric::{Metric, Origin};
+    use heliograph::pipeline::{chain, run_chain};
+
+    let corpus = telegraf_corpus();
+    let origin = Arc::new(Origin::new("db", None));
+    let parse = |text: &str| -> Vec<Metric> {
+        let mut parser = Parser::new(text);
+        let mut line = Line::default();
+        let mut out = Vec::with_capacity(LINES);
+        while let Some(r) = parser.next_into(&mut line) {
+            r.expect("corpus is valid");
+            out.push(
+                line.to_metric(Precision::Nanoseconds, 0, &origin)
+                    .expect("in range"),
+            );
+        }
+        out
+    };
+    let config = heliograph::config::from_texts(
+        &[(std::path::PathBuf::from("bench.toml"), CHAIN.to_owned())],
+        |_| None,
+    )
+    .expect("the bench chain loads");
+    let mut links = chain(config.processors);
+    assert_eq!(links.len(), 3);
+
+    let mut group = c.benchmark_group("write_path/telegraf");
+    group.throughput(Throughput::Elements(LINES as u64));
+    let mut out = String::with_capacity(corpus.len() * 2);
+    group.bench_function("ingest", |b| {
+        b.iter(|| {
+            let metrics = parse(black_box(&corpus));
+            out.clear();
+            encode_all(&metrics, &mut out)
+        })
+    });
+    group.bench_function("ingest+3_processors", |b| {
+        b.iter(|| {
+            let metrics = run_chain(&mut links, parse(black_box(&corpus)));
+            out.clear();
+            encode_all(&metrics, &mut out)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, write_path);
 criterion_main!(benches);

@@ -186,6 +186,8 @@ pub trait Input: Send + 'static {
 /// What a service input gets when it starts: where to deliver, when to stop, where to spawn.
 #[derive(Debug, Clone)]
 pub struct ServiceContext {
+    /// The input's selectors, `name_*` options and `tags`: apply them to every metric received.
+    pub shape: Arc<crate::pipeline::InputShape>,
     /// Processors, router and output buffers; `deliver` admits a write or refuses it.
     pub pipeline: Arc<Pipeline>,
     /// Cancelled at shutdown: stop accepting work.

@@ -5,6 +5,7 @@
 //! - [`metric`]: the data every stage passes on.
 //! - [`line_protocol`]: the parser and encoder.
 //! - [`config`]: `agent.toml` into a checked config with built plugins.
+//! - [`filter`]: Telegraf's selectors and modifiers (`namepass`, `tagdrop`, ...).
 //! - [`pipeline`]: processors, router, output buffers and tasks; start and stop.
 //! - [`buffer`]: per-output buffers with all-or-nothing admission.
 //! - [`buckets`]: the local bucket store (durable log, partitions, export).
@@ -18,6 +19,7 @@ pub mod buckets;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod filter;
 pub mod http;
 pub mod line_protocol;
 pub mod metric;

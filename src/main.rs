@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Check) = cli.command {
         for var in &config.unset_variables {
-            eprintln!("warning: environment variable ${{{var}}} is not set; it reads as empty");
+            eprintln!("warning: environment variable ${{{var}}} is not set; it is left as written");
         }
         #[allow(clippy::print_stdout)]
         {
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     for var in &config.unset_variables {
-        tracing::warn!(variable = %var, "environment variable is not set; it reads as empty");
+        tracing::warn!(variable = %var, "environment variable is not set; it is left as written");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

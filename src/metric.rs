@@ -25,6 +25,19 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
+    /// The value as text, the way Telegraf's processors print it: integers in decimal, floats
+    /// in the shortest form without an exponent, `true`/`false`, strings as they are.
+    pub fn to_text(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match self {
+            FieldValue::Str(s) => Cow::Borrowed(s),
+            FieldValue::Int(i) => Cow::Owned(i.to_string()),
+            FieldValue::UInt(u) => Cow::Owned(u.to_string()),
+            FieldValue::Float(f) => Cow::Owned(f.to_string()),
+            FieldValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
+
     /// The name of the value's type, as InfluxDB spells it in messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -119,6 +132,21 @@ impl Metric {
             Some(slot) => slot.1 = value,
             None => self.fields.push((key, value)),
         }
+    }
+
+    /// Removes tag `key`, returning its value.
+    pub fn remove_tag(&mut self, key: &str) -> Option<String> {
+        let i = self
+            .tags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()?;
+        Some(self.tags.remove(i).1)
+    }
+
+    /// Removes field `key`, returning its value.
+    pub fn remove_field(&mut self, key: &str) -> Option<FieldValue> {
+        let i = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(i).1)
     }
 
     /// The value of field `key`, if the metric has it.

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::buckets::BucketStore;
 use crate::buffer::{DiskBuffer, MemoryBuffer, OutputBuffer, Refusal};
 use crate::config::{self, BufferMode, Config, InputCommon};
+use crate::filter::Filter;
 use crate::metric::Metric;
 use crate::plugins::{
     Accumulator, BuiltInput, BuiltOutput, DynInput, DynOutput, DynProcessor, ServiceContext,
@@ -49,6 +50,8 @@ pub struct OutputSlot {
     pub buffer: OutputBuffer,
     /// Counters.
     pub stats: OutputStats,
+    /// The output's selectors and modifiers: what of each write it takes.
+    pub filter: Filter,
     batch_size: usize,
     flush_interval: Duration,
     flush_jitter: Duration,
@@ -56,12 +59,14 @@ pub struct OutputSlot {
 
 /// Processors, router and buffers: what every producer delivers to.
 pub struct Pipeline {
-    processors: Mutex<Vec<(String, Box<dyn DynProcessor>)>>,
+    processors: Mutex<Vec<ChainLink>>,
     has_processors: bool,
     outputs: Vec<Arc<OutputSlot>>,
     /// Local buckets, when `[[outputs.buckets]]` is configured: every write is appended to it
     /// durably before it is acknowledged.
     store: Option<Arc<BucketStore>>,
+    /// The selectors of `[[outputs.buckets]]`.
+    store_filter: Filter,
     /// Databases written to or created, for `SHOW DATABASES` (without a store).
     databases: Mutex<BTreeSet<String>>,
     /// `host` (unless omitted) and `[global_tags]`, for gathered metrics.
@@ -90,10 +95,27 @@ impl Pipeline {
         if metrics.is_empty() {
             return Ok(());
         }
+        let store_view = match &self.store {
+            Some(_) if !self.store_filter.is_empty() => {
+                Some(filtered(&metrics, &self.store_filter))
+            }
+            _ => None,
+        };
+        let chunk: Arc<[Metric]> = metrics.into();
+        // What each output takes: the whole write, or what its selectors keep.
         let mut reservations = Vec::with_capacity(self.outputs.len());
         for out in &self.outputs {
-            match out.buffer.reserve(metrics.len()) {
-                Ok(r) => reservations.push(r),
+            let view = if out.filter.is_empty() {
+                Arc::clone(&chunk)
+            } else {
+                let kept = filtered(&chunk, &out.filter);
+                if kept.is_empty() {
+                    continue;
+                }
+                kept.into()
+            };
+            match out.buffer.reserve(view.len()) {
+                Ok(r) => reservations.push((r, view)),
                 Err(refusal) => {
                     self.refused.fetch_add(1, Ordering::Relaxed);
                     return Err(refusal); // dropping `reservations` gives their room back
@@ -103,42 +125,38 @@ impl Pipeline {
         if let Some(store) = &self.store {
             // Durable first: if the store refuses, the reservations are dropped unused and
             // nothing of the write is queued anywhere.
-            if let Err(refusal) = store.append(&metrics).await {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(refusal);
+            let view = store_view.as_deref().unwrap_or(&chunk);
+            if !view.is_empty() {
+                if let Err(refusal) = store.append(view).await {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(refusal);
+                }
             }
         }
-        let chunk: Arc<[Metric]> = metrics.into();
         // Disk buffers next (each resolves after its fsync), memory buffers last, so a failed
         // fsync leaves the memory outputs untouched. A disk buffer that committed before
         // another one failed keeps the write: the writer's retry makes it a duplicate there,
         // which InfluxDB-style outputs absorb (writes are idempotent per series and time).
         let (durable, memory): (Vec<_>, Vec<_>) =
-            reservations.into_iter().partition(|r| r.is_durable());
-        for r in durable {
-            if let Err(refusal) = r.commit(Arc::clone(&chunk)).await {
+            reservations.into_iter().partition(|(r, _)| r.is_durable());
+        for (r, view) in durable {
+            if let Err(refusal) = r.commit(view).await {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(refusal);
             }
         }
-        for r in memory {
-            r.commit(Arc::clone(&chunk)).await?;
+        for (r, view) in memory {
+            r.commit(view).await?;
         }
         Ok(())
     }
 
-    fn process(&self, mut metrics: Vec<Metric>) -> Vec<Metric> {
+    fn process(&self, metrics: Vec<Metric>) -> Vec<Metric> {
         if !self.has_processors {
             return metrics; // no lock on the write path when there is nothing to run
         }
         let mut chain = self.processors.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, p) in chain.iter_mut() {
-            if metrics.is_empty() {
-                break;
-            }
-            metrics = p.apply(metrics);
-        }
-        metrics
+        run_chain(&mut chain, metrics)
     }
 
     /// Records that `db` exists (written to). The store keeps its own catalog.
@@ -211,6 +229,88 @@ impl Pipeline {
     }
 }
 
+/// A copy of what `filter` keeps of `metrics`, modifiers applied.
+fn filtered(metrics: &[Metric], filter: &Filter) -> Vec<Metric> {
+    let mut kept: Vec<Metric> = metrics
+        .iter()
+        .filter(|m| filter.select(m))
+        .cloned()
+        .collect();
+    if filter.has_modifiers() {
+        filter.apply(&mut kept);
+    }
+    kept
+}
+
+/// One processor in the chain, with its selectors: metrics they do not select bypass it.
+pub struct ChainLink {
+    /// `processors.NAME` or `processors.NAME::alias`.
+    pub id: String,
+    filter: Filter,
+    processor: Box<dyn DynProcessor>,
+}
+
+impl std::fmt::Debug for ChainLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainLink")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChainLink {
+    /// Runs the processor on the metrics its selectors choose (with its modifiers applied);
+    /// the others pass by unchanged, after the processed ones.
+    pub fn apply(&mut self, mut metrics: Vec<Metric>) -> Vec<Metric> {
+        if self.filter.is_empty() {
+            return self.processor.apply(metrics);
+        }
+        let mut bypass = Vec::new();
+        if self.filter.has_selectors() {
+            let (chosen, other): (Vec<Metric>, Vec<Metric>) =
+                metrics.into_iter().partition(|m| self.filter.select(m));
+            metrics = chosen;
+            bypass = other;
+        }
+        if self.filter.has_modifiers() {
+            self.filter.apply(&mut metrics);
+        }
+        let mut out = if metrics.is_empty() {
+            metrics
+        } else {
+            self.processor.apply(metrics)
+        };
+        out.append(&mut bypass);
+        out
+    }
+}
+
+/// The processors of a config as a chain, in order: what the pipeline runs on every write,
+/// exposed for benchmarks and `--test`.
+pub fn chain(
+    processors: Vec<config::Configured<Box<dyn DynProcessor>, config::ProcessorCommon>>,
+) -> Vec<ChainLink> {
+    processors
+        .into_iter()
+        .map(|p| ChainLink {
+            id: p.id("processors"),
+            filter: p.filter,
+            processor: p.plugin,
+        })
+        .collect()
+}
+
+/// Runs `metrics` through `chain`, in order.
+pub fn run_chain(chain: &mut [ChainLink], mut metrics: Vec<Metric>) -> Vec<Metric> {
+    for link in chain {
+        if metrics.is_empty() {
+            break;
+        }
+        metrics = link.apply(metrics);
+    }
+    metrics
+}
+
 /// `[global_tags]` and, unless `omit_hostname`, `host`: the tags gathered metrics carry, sorted.
 fn agent_tags(
     agent: &config::AgentSection,
@@ -268,6 +368,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut output_tasks = Vec::new();
     let mut slots = Vec::new();
     let mut store = None;
+    let mut store_filter = Filter::default();
     for o in outputs {
         let id = o.id("outputs");
         let output = match o.plugin {
@@ -286,6 +387,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 })?;
                 tracing::info!(output = %id, data_dir = %agent.data_dir.display(), "local buckets open");
                 store = Some(opened);
+                store_filter = o.filter;
                 continue;
             }
         };
@@ -316,6 +418,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let slot = Arc::new(OutputSlot {
             buffer,
             id,
+            filter: o.filter,
             stats: OutputStats::default(),
             batch_size: o
                 .common
@@ -330,14 +433,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let pipeline = Arc::new(Pipeline {
         has_processors,
-        processors: Mutex::new(
-            processors
-                .into_iter()
-                .map(|p| (p.id("processors"), p.plugin))
-                .collect(),
-        ),
+        processors: Mutex::new(chain(processors)),
         outputs: slots,
         store,
+        store_filter,
         databases: Mutex::new(BTreeSet::new()),
         agent_tags,
         refused: AtomicU64::new(0),
@@ -358,6 +457,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         match input.plugin {
             BuiltInput::Service(service) => {
                 let cx = ServiceContext {
+                    shape: Arc::new(InputShape::new(input.common, input.filter)),
                     pipeline: Arc::clone(&pipeline),
                     shutdown: running.inputs_stop.clone(),
                     tracker: running.inputs.clone(),
@@ -378,7 +478,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 running.inputs.spawn(run_input(
                     id,
                     gather,
-                    input.common,
+                    InputShape::new(input.common, input.filter),
                     schedule,
                     Arc::clone(&pipeline),
                     running.inputs_stop.clone(),
@@ -435,7 +535,7 @@ pub struct Schedule {
 async fn run_input(
     id: String,
     mut input: Box<dyn DynInput>,
-    common: InputCommon,
+    shape: InputShape,
     schedule: Schedule,
     pipeline: Arc<Pipeline>,
     stop: CancellationToken,
@@ -468,7 +568,7 @@ async fn run_input(
         match input.gather(&mut acc).await {
             Ok(()) => {
                 let mut metrics = acc.into_metrics();
-                decorate(&mut metrics, &common, pipeline.agent_tags());
+                shape.apply(&mut metrics, pipeline.agent_tags());
                 if let Err(refusal) = pipeline.deliver(metrics).await {
                     tracing::warn!(input = %id, %refusal, "gathered metrics not admitted");
                 }
@@ -478,21 +578,65 @@ async fn run_input(
     }
 }
 
-/// Applies an input's `name_*` options and `tags`, then the agent's tags, to gathered metrics.
-pub fn decorate(metrics: &mut [Metric], common: &InputCommon, agent_tags: &[(String, String)]) {
-    let plugin_tags: Vec<(String, String)> = common.tags.clone().into_iter().collect();
-    for m in metrics {
-        if let Some(name) = &common.name_override {
-            m.name.clone_from(name);
+/// What an input does to its metrics before they enter the pipeline, in Telegraf's order:
+/// selectors on the raw metric, `name_override` then `name_prefix`/`name_suffix`, the plugin's
+/// `tags`, the agent's tags, then the modifiers; a metric left without fields is dropped.
+#[derive(Debug, Default)]
+pub struct InputShape {
+    common: InputCommon,
+    plugin_tags: Vec<(String, String)>,
+    filter: Filter,
+}
+
+impl InputShape {
+    /// The shaping of an input with these shared options and selectors.
+    pub fn new(common: InputCommon, filter: Filter) -> Self {
+        let plugin_tags = common.tags.clone().into_iter().collect();
+        InputShape {
+            common,
+            plugin_tags,
+            filter,
         }
-        if let Some(prefix) = &common.name_prefix {
-            m.name.insert_str(0, prefix);
+    }
+
+    /// Whether shaping changes nothing but the agent's tags.
+    pub fn is_plain(&self) -> bool {
+        self.filter.is_empty()
+            && self.plugin_tags.is_empty()
+            && self.common.name_override.is_none()
+            && self.common.name_prefix.is_none()
+            && self.common.name_suffix.is_none()
+    }
+
+    /// Shapes `metrics` in place, adding `agent_tags` where a metric lacks the key.
+    pub fn apply(&self, metrics: &mut Vec<Metric>, agent_tags: &[(String, String)]) {
+        if self.is_plain() {
+            if !agent_tags.is_empty() {
+                for m in metrics.iter_mut() {
+                    add_missing_tags(m, agent_tags);
+                }
+            }
+            return;
         }
-        if let Some(suffix) = &common.name_suffix {
-            m.name.push_str(suffix);
-        }
-        add_missing_tags(m, &plugin_tags);
-        add_missing_tags(m, agent_tags);
+        let c = &self.common;
+        metrics.retain_mut(|m| {
+            if !self.filter.select(m) {
+                return false;
+            }
+            if let Some(name) = &c.name_override {
+                m.name.clone_from(name);
+            }
+            if let Some(prefix) = &c.name_prefix {
+                m.name.insert_str(0, prefix);
+            }
+            if let Some(suffix) = &c.name_suffix {
+                m.name.push_str(suffix);
+            }
+            add_missing_tags(m, &self.plugin_tags);
+            add_missing_tags(m, agent_tags);
+            self.filter.modify(m);
+            !m.fields.is_empty()
+        });
     }
 }
 
@@ -698,7 +842,8 @@ pub async fn gather_once(config: &mut Config) -> Vec<Metric> {
             match g.gather(&mut acc).await {
                 Ok(()) => {
                     let mut metrics = acc.into_metrics();
-                    decorate(&mut metrics, &input.common, &agent_tags);
+                    let shape = InputShape::new(input.common.clone(), input.filter.clone());
+                    shape.apply(&mut metrics, &agent_tags);
                     out.extend(metrics);
                 }
                 Err(error) => tracing::error!(input = %id, %error, "gather failed"),
@@ -726,6 +871,7 @@ mod tests {
     fn decorate_keeps_existing_tags() {
         let mut m = Metric::new("cpu", 0);
         m.add_tag("host", "remote");
+        m.add_field("v", crate::metric::FieldValue::Int(1));
         let common = InputCommon {
             name_prefix: Some("p_".into()),
             name_suffix: Some("_s".into()),
@@ -737,9 +883,8 @@ mod tests {
             ..InputCommon::default()
         };
         let mut ms = vec![m];
-        decorate(
+        InputShape::new(common, Filter::default()).apply(
             &mut ms,
-            &common,
             &[("host".into(), "me".into()), ("env".into(), "prod".into())],
         );
         assert_eq!(ms[0].name, "p_cpu_s");

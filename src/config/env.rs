@@ -1,8 +1,9 @@
 //! `${VAR}` and `${VAR:-default}` substitution in config text, before TOML parsing.
 //!
 //! As in Telegraf, substitution works on the raw text, so a variable can hold any TOML value.
-//! Comment lines are left alone. An unset variable without a default becomes the empty string
-//! (and is reported, so `check` can tell the user). Substituted values never contain a newline,
+//! Comment lines are left alone. An unset variable without a default is left as written, as
+//! Telegraf does (so `${1}` / `${name}` in a regex replacement survive), and is reported, so
+//! `check` can tell the user. Substituted values never contain a newline,
 //! so line numbers in later errors still point at the file as written.
 
 /// The text with variables substituted, and the names of unset variables that had no default.
@@ -39,7 +40,7 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> (Strin
                 (None, Some(d)) => d.to_owned(),
                 (None, None) => {
                     unset.push(name.to_owned());
-                    String::new()
+                    format!("${{{inner}}}")
                 }
             };
             out.push_str(&value.replace(['\n', '\r'], " "));
@@ -76,7 +77,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            "a = \"s3cret\"\nb = \"x\"\nc = \"d\"\n# ${NOPE}\nd = \"\"\ne = \"${1x} ${\"\n"
+            "a = \"s3cret\"\nb = \"x\"\nc = \"d\"\n# ${NOPE}\nd = \"${NOPE}\"\ne = \"${1x} ${\"\n"
         );
         assert_eq!(unset, vec!["NOPE".to_string()]);
     }

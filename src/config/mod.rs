@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use crate::filter::{self, Filter, FilterConfig};
 use crate::plugins::{
     self, BuildContext, BuildFailure, BuildFn, BuiltInput, BuiltOutput, DynProcessor,
 };
@@ -245,6 +246,8 @@ pub struct Configured<P, C> {
     pub at: Location,
     /// The shared options.
     pub common: C,
+    /// Its selectors and modifiers (`namepass`, `tagdrop`, `fieldinclude`, ...).
+    pub filter: Filter,
     /// The built plugin.
     pub plugin: P,
 }
@@ -391,7 +394,8 @@ pub fn from_texts(
         seen.push((id, &o.at));
     }
     let mut processors = loader.processors;
-    processors.sort_by_key(|p| p.common.order.unwrap_or(0));
+    // As Telegraf: processors without `order` first (in file order), then by `order`.
+    processors.sort_by_key(|p| (p.common.order.is_some(), p.common.order.unwrap_or(0)));
     Ok(Config {
         agent: loader.agent.unwrap_or_default(),
         global_tags: loader.global_tags,
@@ -564,15 +568,19 @@ impl Loader {
             _ => OUTPUT_COMMON,
         };
         let mut common = DeTable::new();
+        let mut selectors = DeTable::new();
         let mut own = DeTable::new();
         for (k, v) in table {
             if common_keys.contains(&k.get_ref().as_ref()) {
                 common.insert(k, v);
+            } else if filter::KEYS.contains(&k.get_ref().as_ref()) {
+                selectors.insert(k, v);
             } else {
                 own.insert(k, v);
             }
         }
         let common = Spanned::new(span.clone(), DeValue::Table(common));
+        let selectors = Spanned::new(span.clone(), DeValue::Table(selectors));
         let own = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(own)));
         let cx = &self.cx;
         // The same steps for each kind; only the registry and the list differ.
@@ -585,6 +593,7 @@ impl Loader {
                     at,
                     name,
                     common,
+                    selectors,
                     own,
                     cx,
                     entry.map(|e| e.build),
@@ -614,6 +623,7 @@ fn build<P, C: DeserializeOwned + HasAlias>(
     at: Location,
     name: &str,
     common: Spanned<DeValue<'_>>,
+    selectors: Spanned<DeValue<'_>>,
     own: ValueDeserializer<'_>,
     cx: &BuildContext,
     build: Option<BuildFn<P>>,
@@ -631,17 +641,28 @@ fn build<P, C: DeserializeOwned + HasAlias>(
         None => format!("{kind}.{name}"),
     };
     let plugin = build(own, &cx);
-    match (common, plugin) {
-        (Ok(common), Ok(plugin)) => Ok(Configured {
+    let filter = match deserialize::<FilterConfig>(selectors) {
+        Ok(c) => Filter::compile(&c).map_err(|(key, message)| ConfigError::Invalid {
+            at: at.clone(),
+            message: format!("{context}: `{key}`: {message}"),
+        }),
+        Err(e) => Err(fcx.de_error(context, &e)),
+    };
+    match (common, filter, plugin) {
+        (Ok(common), Ok(filter), Ok(plugin)) => Ok(Configured {
             name: name.to_owned(),
             at,
             common,
+            filter,
             plugin,
         }),
-        (common, plugin) => {
+        (common, filter, plugin) => {
             let mut errors = Vec::new();
             if let Err(e) = common {
                 errors.push(fcx.de_error(context, &e));
+            }
+            if let Err(e) = filter {
+                errors.push(e);
             }
             match plugin {
                 Err(BuildFailure::Config(e)) => errors.push(fcx.de_error(context, &e)),

@@ -2,23 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::binary;
-
-fn check(config: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::harness::{binary, check};
 
 #[test]
 fn check_accepts_the_shipped_config() {

@@ -10,4 +10,5 @@ mod influxd;
 mod listener;
 mod load;
 mod packaging;
+mod processors;
 mod relay;

@@ -65,6 +65,13 @@ pub fn build(configs: Vec<TokenConfig>) -> Result<Vec<Token>, BuildError> {
                 c.name
             )));
         }
+        if c.secret.starts_with("${") && c.secret.ends_with('}') {
+            // An unset variable is left as written: never let its name become a secret.
+            return Err(BuildError::new(format!(
+                "token {:?}: `secret` is {}, an environment variable that is not set",
+                c.name, c.secret
+            )));
+        }
         if c.databases.is_empty() {
             return Err(BuildError::new(format!(
                 "token {:?} lists no `databases`; use [\"*\"] for any",

@@ -126,6 +126,8 @@ impl ListenerStats {
 pub struct State {
     settings: Settings,
     pipeline: Arc<Pipeline>,
+    /// The listener's selectors, `name_*` and `tags`.
+    shape: Arc<crate::pipeline::InputShape>,
     shutdown: tokio_util::sync::CancellationToken,
     /// Counters.
     pub stats: ListenerStats,
@@ -192,6 +194,7 @@ impl ServiceInput for InfluxdbListener {
         let state = Arc::new(State {
             settings: self.settings,
             pipeline: cx.pipeline,
+            shape: cx.shape,
             shutdown: cx.shutdown.clone(),
             stats: ListenerStats::default(),
         });

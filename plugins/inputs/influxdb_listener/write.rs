@@ -15,7 +15,7 @@ use crate::http::body::{self, BodyError, Encoding};
 use crate::http::HttpResponse;
 use crate::line_protocol::{Line, ParseError, ParseErrorKind, Parser, Precision};
 use crate::metric::{Metric, Origin};
-use crate::pipeline::{add_missing_tags, now_ns};
+use crate::pipeline::now_ns;
 
 /// Which write API a request came in on: they differ in parameter names and precisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,12 +218,12 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
             );
         }
     }
-    if state.settings.add_agent_tags {
-        let tags = state.pipeline.agent_tags();
-        for m in &mut metrics {
-            add_missing_tags(m, tags);
-        }
-    }
+    let agent_tags: &[(String, String)] = if state.settings.add_agent_tags {
+        state.pipeline.agent_tags()
+    } else {
+        &[]
+    };
+    state.shape.apply(&mut metrics, agent_tags);
     let points = metrics.len();
     let admitted = tokio::time::timeout(
         state.settings.write_timeout,
