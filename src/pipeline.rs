@@ -892,4 +892,61 @@ mod tests {
         assert_eq!(ms[0].tag("dc"), Some("x"));
         assert_eq!(ms[0].tag("env"), Some("prod"));
     }
+
+    #[test]
+    fn input_selectors_see_the_raw_metric_and_modifiers_the_decorated_one() {
+        let filter: crate::filter::FilterConfig = toml::from_str(
+            "namepass = [\"cpu\"]\ntaginclude = [\"dc\", \"cpu\"]\n[tagdrop]\ncpu = [\"cpu7\"]",
+        )
+        .unwrap();
+        let common = InputCommon {
+            name_prefix: Some("sys_".into()),
+            tags: [("dc".to_string(), "x".to_string())].into(),
+            ..InputCommon::default()
+        };
+        let shape = InputShape::new(common, Filter::compile(&filter).unwrap());
+        let mut ms = Vec::new();
+        for (name, cpu) in [("cpu", "cpu0"), ("cpu", "cpu7"), ("mem", "cpu0")] {
+            let mut m = Metric::new(name, 0);
+            m.add_tag("cpu", cpu);
+            m.add_field("v", crate::metric::FieldValue::Int(1));
+            ms.push(m);
+        }
+        shape.apply(&mut ms, &[("host".into(), "me".into())]);
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].name, "sys_cpu");
+        // `dc` came from the plugin's tags and is kept; `host` (agent) is removed by taginclude.
+        assert_eq!(
+            ms[0].tags,
+            vec![("cpu".into(), "cpu0".into()), ("dc".into(), "x".into())]
+        );
+    }
+
+    #[test]
+    fn metrics_a_processor_does_not_select_bypass_it() {
+        let config = crate::config::from_texts(
+            &[(
+                std::path::PathBuf::from("t.toml"),
+                "[[processors.override]]\n  order = 1\n  name_suffix = \"_a\"\n  namepass = [\"x*\"]\n  fieldexclude = [\"drop\"]\n[[processors.override]]\n  name_prefix = \"first_\"\n".into(),
+            )],
+            |_| None,
+        )
+        .unwrap();
+        let mut links = chain(config.processors);
+        let mut x = Metric::new("x", 0);
+        x.add_field("v", crate::metric::FieldValue::Int(1));
+        x.add_field("drop", crate::metric::FieldValue::Int(1));
+        let mut y = Metric::new("y", 0);
+        y.add_field("drop", crate::metric::FieldValue::Int(1));
+        // Unordered runs first: names get `first_`, so `x*` no longer matches anything.
+        let out = run_chain(&mut links, vec![x.clone(), y.clone()]);
+        let names: Vec<&str> = out.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["first_x", "first_y"]);
+        // The ordered one alone: x is chosen (and loses `drop`), y bypasses untouched.
+        let out = run_chain(&mut links[1..], vec![x, y]);
+        assert_eq!(out[0].name, "x_a");
+        assert_eq!(out[0].fields.len(), 1);
+        assert_eq!(out[1].name, "y");
+        assert_eq!(out[1].fields.len(), 1);
+    }
 }
