@@ -181,6 +181,15 @@ pub trait Input: Send + 'static {
         &mut self,
         acc: &mut Accumulator,
     ) -> impl Future<Output = Result<(), GatherError>> + Send;
+    /// Whether the input reports rates or deltas, so `--test` gathers it twice, a short
+    /// interval apart, to show them.
+    fn needs_two_gathers(&self) -> bool {
+        false
+    }
+    /// Gives the input the running pipeline (the `internal` input reads its counters).
+    fn attach(&mut self, pipeline: &Arc<Pipeline>) {
+        let _ = pipeline;
+    }
 }
 
 /// What a service input gets when it starts: where to deliver, when to stop, where to spawn.
@@ -318,6 +327,10 @@ pub trait DynInput: Send {
     /// See [`Input::gather`].
     fn gather<'a>(&'a mut self, acc: &'a mut Accumulator)
         -> BoxFuture<'a, Result<(), GatherError>>;
+    /// See [`Input::needs_two_gathers`].
+    fn needs_two_gathers(&self) -> bool;
+    /// See [`Input::attach`].
+    fn attach(&mut self, pipeline: &Arc<Pipeline>);
 }
 impl<T: Input> DynInput for T {
     fn gather<'a>(
@@ -325,6 +338,12 @@ impl<T: Input> DynInput for T {
         acc: &'a mut Accumulator,
     ) -> BoxFuture<'a, Result<(), GatherError>> {
         Box::pin(Input::gather(self, acc))
+    }
+    fn needs_two_gathers(&self) -> bool {
+        Input::needs_two_gathers(self)
+    }
+    fn attach(&mut self, pipeline: &Arc<Pipeline>) {
+        Input::attach(self, pipeline);
     }
 }
 

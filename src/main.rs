@@ -151,6 +151,9 @@ fn init_logging(agent: &AgentSection) -> anyhow::Result<()> {
 /// `--test`: gather once and print, writing no output.
 async fn test_once(mut config: Config) -> anyhow::Result<ExitCode> {
     let metrics = pipeline::gather_once(&mut config).await;
+    // What the outputs would get: through the processors.
+    let mut chain = pipeline::chain(std::mem::take(&mut config.processors));
+    let metrics = pipeline::run_chain(&mut chain, metrics);
     let mut text = String::new();
     line_protocol::encode_all(&metrics, &mut text);
     std::io::stdout()

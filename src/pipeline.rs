@@ -41,6 +41,28 @@ pub struct OutputStats {
     pub dead_lettered: AtomicU64,
 }
 
+/// Counters for one gather input, read by the internal input.
+#[derive(Debug, Default)]
+pub struct InputStats {
+    /// Metrics gathered (after the input's selectors).
+    pub gathered: AtomicU64,
+    /// Gathers that failed.
+    pub errors: AtomicU64,
+    /// Ticks skipped because the previous gather was still running.
+    pub skipped: AtomicU64,
+    /// Time the last gather took, in ns.
+    pub gather_time_ns: AtomicU64,
+}
+
+/// A service input's own counters, for the internal input: a measurement suffix
+/// (`internal_<name>`) and its fields.
+pub trait ServiceStats: Send + Sync + std::fmt::Debug {
+    /// The plugin name, as in `internal_<name>`.
+    fn name(&self) -> &'static str;
+    /// Field names and values, now.
+    fn fields(&self) -> Vec<(String, u64)>;
+}
+
 /// One output as the router sees it.
 #[derive(Debug)]
 pub struct OutputSlot {
@@ -52,6 +74,8 @@ pub struct OutputSlot {
     pub stats: OutputStats,
     /// The output's selectors and modifiers: what of each write it takes.
     pub filter: Filter,
+    /// The most points its buffer holds.
+    pub buffer_limit: usize,
     batch_size: usize,
     flush_interval: Duration,
     flush_jitter: Duration,
@@ -73,6 +97,10 @@ pub struct Pipeline {
     agent_tags: Vec<(String, String)>,
     /// Writes refused for lack of room.
     pub refused: AtomicU64,
+    /// Per gather input counters, by input id.
+    inputs_stats: Mutex<Vec<(String, Arc<InputStats>)>>,
+    /// Service inputs' counters, by input id.
+    services: Mutex<Vec<(String, Arc<dyn ServiceStats>)>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -226,6 +254,41 @@ impl Pipeline {
     /// The outputs, in config order.
     pub fn outputs(&self) -> &[Arc<OutputSlot>] {
         &self.outputs
+    }
+
+    /// Counters of the gather input `id`, registered on first use.
+    pub fn input_stats(&self, id: &str) -> Arc<InputStats> {
+        let mut list = self.inputs_stats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = list.iter().find(|(i, _)| i == id) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(InputStats::default());
+        list.push((id.to_owned(), Arc::clone(&s)));
+        s
+    }
+
+    /// Every gather input's counters, by id.
+    pub fn all_input_stats(&self) -> Vec<(String, Arc<InputStats>)> {
+        self.inputs_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Registers a service input's counters.
+    pub fn register_service(&self, id: &str, stats: Arc<dyn ServiceStats>) {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id.to_owned(), stats));
+    }
+
+    /// Every service input's counters, by id.
+    pub fn services(&self) -> Vec<(String, Arc<dyn ServiceStats>)> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -419,6 +482,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             buffer,
             id,
             filter: o.filter,
+            buffer_limit: capacity,
             stats: OutputStats::default(),
             batch_size: o
                 .common
@@ -440,6 +504,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         databases: Mutex::new(BTreeSet::new()),
         agent_tags,
         refused: AtomicU64::new(0),
+        inputs_stats: Mutex::new(Vec::new()),
+        services: Mutex::new(Vec::new()),
     });
     let running = Running {
         pipeline: Arc::clone(&pipeline),
@@ -468,12 +534,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     return Err(e);
                 }
             }
-            BuiltInput::Gather(gather) => {
-                let interval = input.common.interval.unwrap_or(agent.interval).0;
+            BuiltInput::Gather(mut gather) => {
+                gather.attach(&pipeline);
+                let c = &input.common;
                 let schedule = Schedule {
-                    interval,
+                    interval: c.interval.unwrap_or(agent.interval).0,
                     round: agent.round_interval,
-                    jitter: agent.collection_jitter.0,
+                    jitter: c.collection_jitter.unwrap_or(agent.collection_jitter).0,
+                    offset: c.collection_offset.unwrap_or(agent.collection_offset).0,
+                    precision: c.precision.unwrap_or(agent.precision).0,
                 };
                 running.inputs.spawn(run_input(
                     id,
@@ -530,6 +599,20 @@ pub struct Schedule {
     pub round: bool,
     /// Random delay of up to this before each gather.
     pub jitter: Duration,
+    /// Fixed delay after each tick.
+    pub offset: Duration,
+    /// Timestamps are truncated to a multiple of this (zero: kept).
+    pub precision: Duration,
+}
+
+/// Truncates metric times to a multiple of `precision` (nothing when it is zero).
+pub fn truncate_times(metrics: &mut [Metric], precision: Duration) {
+    let p = precision.as_nanos().min(i64::MAX as u128) as i64;
+    if p > 1 {
+        for m in metrics {
+            m.time -= m.time.rem_euclid(p);
+        }
+    }
 }
 
 async fn run_input(
@@ -548,9 +631,11 @@ async fn run_input(
     } else {
         Duration::ZERO
     };
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
-    // A slow gather never bunches ticks up: the missed ones are skipped (and logged).
+    let start = tokio::time::Instant::now() + first + schedule.offset;
+    let mut ticker = tokio::time::interval_at(start, interval);
+    // A slow gather never bunches ticks up: the missed ones are skipped, logged and counted.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let stats = pipeline.input_stats(&id);
     let mut rng = seed();
     loop {
         tokio::select! {
@@ -564,16 +649,34 @@ async fn run_input(
                 () = tokio::time::sleep(delay) => {}
             }
         }
+        let began = tokio::time::Instant::now();
         let mut acc = Accumulator::new(now_ns());
-        match input.gather(&mut acc).await {
+        let result = input.gather(&mut acc).await;
+        let took = began.elapsed();
+        stats
+            .gather_time_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
+        let skipped = (took.as_nanos() / interval.as_nanos()) as u64;
+        if skipped > 0 {
+            stats.skipped.fetch_add(skipped, Ordering::Relaxed);
+            tracing::warn!(input = %id, took = ?took, interval = ?interval, skipped, "gather took longer than its interval; ticks skipped");
+        }
+        match result {
             Ok(()) => {
                 let mut metrics = acc.into_metrics();
                 shape.apply(&mut metrics, pipeline.agent_tags());
+                truncate_times(&mut metrics, schedule.precision);
+                stats
+                    .gathered
+                    .fetch_add(metrics.len() as u64, Ordering::Relaxed);
                 if let Err(refusal) = pipeline.deliver(metrics).await {
                     tracing::warn!(input = %id, %refusal, "gathered metrics not admitted");
                 }
             }
-            Err(error) => tracing::error!(input = %id, %error, "gather failed"),
+            Err(error) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(input = %id, %error, "gather failed");
+            }
         }
     }
 }
@@ -831,9 +934,27 @@ fn next_unit(state: &mut u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Gathers every gather input once and returns the decorated metrics (for `--test`/`--once`).
+/// How far apart `--test` and `--once` gather inputs that report rates, so they have some.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// Gathers every gather input once and returns the shaped metrics (for `--test`/`--once`).
+/// Inputs that report deltas (cpu usage, diskio rates) gather twice, [`RATE_WINDOW`] apart,
+/// and only the second gather is kept.
 pub async fn gather_once(config: &mut Config) -> Vec<Metric> {
     let agent_tags = agent_tags(&config.agent, &config.global_tags);
+    let mut primed = false;
+    for input in &mut config.inputs {
+        if let BuiltInput::Gather(g) = &mut input.plugin {
+            if g.needs_two_gathers() {
+                let mut acc = Accumulator::new(now_ns());
+                let _ = g.gather(&mut acc).await;
+                primed = true;
+            }
+        }
+    }
+    if primed {
+        tokio::time::sleep(RATE_WINDOW).await;
+    }
     let mut out = Vec::new();
     for input in &mut config.inputs {
         let id = input.id("inputs");
@@ -844,6 +965,8 @@ pub async fn gather_once(config: &mut Config) -> Vec<Metric> {
                     let mut metrics = acc.into_metrics();
                     let shape = InputShape::new(input.common.clone(), input.filter.clone());
                     shape.apply(&mut metrics, &agent_tags);
+                    let precision = input.common.precision.unwrap_or(config.agent.precision).0;
+                    truncate_times(&mut metrics, precision);
                     out.extend(metrics);
                 }
                 Err(error) => tracing::error!(input = %id, %error, "gather failed"),

@@ -99,6 +99,10 @@ pub struct AgentSection {
     pub round_interval: bool,
     /// A random delay of up to this before each gather. Default `"0s"`.
     pub collection_jitter: ConfigDuration,
+    /// A fixed delay after each aligned tick before gathering. Default `"0s"`.
+    pub collection_offset: ConfigDuration,
+    /// Gathered timestamps are truncated to a multiple of this; `"0s"` (default) keeps ns.
+    pub precision: ConfigDuration,
     /// How often outputs write what is buffered. Default `"10s"`.
     pub flush_interval: ConfigDuration,
     /// A random delay of up to this added to each flush. Default `"0s"`.
@@ -131,6 +135,8 @@ impl Default for AgentSection {
             interval: ConfigDuration::secs(10),
             round_interval: true,
             collection_jitter: ConfigDuration::default(),
+            collection_offset: ConfigDuration::default(),
+            precision: ConfigDuration::default(),
             flush_interval: ConfigDuration::secs(10),
             flush_jitter: ConfigDuration::default(),
             metric_batch_size: 1000,
@@ -166,6 +172,12 @@ pub struct InputCommon {
     pub alias: Option<String>,
     /// Overrides `[agent] interval` for this input.
     pub interval: Option<ConfigDuration>,
+    /// Overrides `[agent] collection_jitter`.
+    pub collection_jitter: Option<ConfigDuration>,
+    /// Overrides `[agent] collection_offset`.
+    pub collection_offset: Option<ConfigDuration>,
+    /// Overrides `[agent] precision`.
+    pub precision: Option<ConfigDuration>,
     /// Replaces the measurement name.
     pub name_override: Option<String>,
     /// Prepended to the measurement name.
@@ -179,6 +191,9 @@ pub struct InputCommon {
 const INPUT_COMMON: &[&str] = &[
     "alias",
     "interval",
+    "collection_jitter",
+    "collection_offset",
+    "precision",
     "name_override",
     "name_prefix",
     "name_suffix",

@@ -26,7 +26,8 @@ fn errors(text: &str) -> Vec<String> {
 fn the_shipped_agent_toml_loads() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.toml")).unwrap();
     let config = load_str(&text).unwrap();
-    assert_eq!(config.inputs.len(), 1);
+    // The listener, ten system inputs and internal; local buckets.
+    assert_eq!(config.inputs.len(), 12);
     assert_eq!(config.outputs.len(), 1);
     assert_eq!(config.agent.metric_buffer_limit, 100_000);
 }

@@ -19,7 +19,9 @@ fn check_accepts_the_shipped_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 inputs, 0 processors, 1 outputs)"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok (12 inputs, 0 processors, 1 outputs)")
+    );
 }
 
 #[test]

@@ -12,3 +12,4 @@ mod load;
 mod packaging;
 mod processors;
 mod relay;
+mod system;

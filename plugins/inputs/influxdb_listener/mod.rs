@@ -103,6 +103,43 @@ const STATUSES: [u16; 14] = [
     200, 204, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 0,
 ];
 
+impl crate::pipeline::ServiceStats for ListenerStats {
+    fn name(&self) -> &'static str {
+        "influxdb_listener"
+    }
+
+    /// Telegraf's names where it has one (`bytes_received`, `requests_served`,
+    /// `authentication_failures`), plus `points_written` and one
+    /// `responses_<status>` per status.
+    fn fields(&self) -> Vec<(String, u64)> {
+        let served: u64 = STATUSES.iter().map(|s| self.responses(*s)).sum();
+        let mut out = vec![
+            (
+                "bytes_received".to_owned(),
+                self.bytes_received.load(Ordering::Relaxed),
+            ),
+            ("requests_served".to_owned(), served),
+            (
+                "authentication_failures".to_owned(),
+                self.responses(401) + self.responses(403),
+            ),
+            (
+                "points_written".to_owned(),
+                self.points_written.load(Ordering::Relaxed),
+            ),
+        ];
+        for s in STATUSES {
+            let name = if s == 0 {
+                "responses_other".to_owned()
+            } else {
+                format!("responses_{s}")
+            };
+            out.push((name, self.responses(s)));
+        }
+        out
+    }
+}
+
 impl ListenerStats {
     fn count(&self, status: StatusCode) {
         let i = STATUSES
@@ -112,7 +149,7 @@ impl ListenerStats {
         self.statuses[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Responses sent with `status` so far.
+    /// Responses sent with `status` so far (0: any status not listed).
     pub fn responses(&self, status: u16) -> u64 {
         STATUSES
             .iter()
@@ -130,7 +167,7 @@ pub struct State {
     shape: Arc<crate::pipeline::InputShape>,
     shutdown: tokio_util::sync::CancellationToken,
     /// Counters.
-    pub stats: ListenerStats,
+    pub stats: Arc<ListenerStats>,
 }
 
 /// The built listener, not yet bound.
@@ -196,8 +233,12 @@ impl ServiceInput for InfluxdbListener {
             pipeline: cx.pipeline,
             shape: cx.shape,
             shutdown: cx.shutdown.clone(),
-            stats: ListenerStats::default(),
+            stats: Arc::new(ListenerStats::default()),
         });
+        state.pipeline.register_service(
+            &cx.id,
+            Arc::clone(&state.stats) as Arc<dyn crate::pipeline::ServiceStats>,
+        );
         let options = ServerOptions {
             max_connections: self.max_connections,
             header_timeout: state.settings.read_timeout,
