@@ -1072,4 +1072,101 @@ mod tests {
         assert_eq!(out[1].name, "y");
         assert_eq!(out[1].fields.len(), 1);
     }
+
+    /// An input that takes `delay` to gather one metric.
+    struct Sleepy {
+        delay: Duration,
+    }
+
+    impl crate::plugins::Input for Sleepy {
+        const NAME: &'static str = "sleepy";
+        type Config = ();
+        fn new(
+            _: (),
+            _: &crate::plugins::BuildContext,
+        ) -> Result<Self, crate::plugins::BuildError> {
+            Ok(Sleepy {
+                delay: Duration::ZERO,
+            })
+        }
+        async fn gather(
+            &mut self,
+            acc: &mut Accumulator,
+        ) -> Result<(), crate::plugins::GatherError> {
+            tokio::time::sleep(self.delay).await;
+            acc.add(
+                "sleepy",
+                &[],
+                vec![("v", crate::metric::FieldValue::Int(1))],
+            );
+            Ok(())
+        }
+    }
+
+    fn sleepy(name: &str, delay: Duration) -> config::Configured<BuiltInput, InputCommon> {
+        config::Configured {
+            name: "sleepy".to_owned(),
+            at: config::Location {
+                file: Arc::from(std::path::Path::new("test.toml")),
+                line: 1,
+                column: 1,
+            },
+            common: InputCommon {
+                alias: Some(name.to_owned()),
+                ..InputCommon::default()
+            },
+            filter: Filter::default(),
+            plugin: BuiltInput::Gather(Box::new(Sleepy { delay })),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_gather_skips_its_ticks_and_delays_no_other_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.lp");
+        let text = format!(
+            "[agent]\ninterval = \"100ms\"\nround_interval = false\nomit_hostname = true\nprecision = \"1s\"\ndata_dir = \"{}\"\n[[outputs.file]]\nfiles = [\"{}\"]\nbuffer = \"memory\"\nflush_interval = \"50ms\"\n",
+            dir.path().display(),
+            out.display()
+        );
+        let mut config =
+            config::from_texts(&[(std::path::PathBuf::from("t.toml"), text)], |_| None).unwrap();
+        config
+            .inputs
+            .push(sleepy("slow", Duration::from_millis(350)));
+        config.inputs.push(sleepy("fast", Duration::ZERO));
+        let running = start(config).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        let slow = running.pipeline.input_stats("inputs.sleepy::slow");
+        let fast = running.pipeline.input_stats("inputs.sleepy::fast");
+        running.shutdown(Duration::from_secs(5)).await;
+        let skipped = slow.skipped.load(Ordering::Relaxed);
+        let slow_gathered = slow.gathered.load(Ordering::Relaxed);
+        let fast_gathered = fast.gathered.load(Ordering::Relaxed);
+        // About 3 gathers of 350 ms in a second, each skipping 3 ticks; the fast input keeps
+        // its 10 a second.
+        assert!(skipped >= 6, "skipped {skipped}");
+        assert!(
+            (2..=4).contains(&slow_gathered),
+            "slow gathered {slow_gathered}"
+        );
+        assert!(fast_gathered >= 6, "fast gathered {fast_gathered}");
+        // precision = 1s: every timestamp a whole second.
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(!text.is_empty());
+        for line in text.lines() {
+            let t: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert_eq!(t % 1_000_000_000, 0, "{line}");
+        }
+    }
+
+    #[test]
+    fn truncation_and_offset_schedule() {
+        let mut ms = vec![Metric::new("m", 1_999_999_999), Metric::new("m", -1)];
+        truncate_times(&mut ms, Duration::from_secs(1));
+        assert_eq!(ms[0].time, 1_000_000_000);
+        assert_eq!(ms[1].time, -1_000_000_000);
+        truncate_times(&mut ms, Duration::ZERO);
+        assert_eq!(ms[0].time, 1_000_000_000);
+    }
 }

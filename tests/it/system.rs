@@ -127,3 +127,57 @@ fn test_flag_on_the_shipped_config_prints_every_system_measurement() {
     // Every gathered metric carries the host tag.
     assert!(lines.iter().all(|l| l.contains(",host=")), "{lines:#?}");
 }
+
+#[test]
+fn internal_reports_the_agent_the_listener_and_each_output() {
+    use crate::harness::{eventually, post, TestAgent};
+    let agent = TestAgent::start(
+        r#"
+[agent]
+  data_dir = "{dir}/data"
+  interval = "200ms"
+  round_interval = false
+  flush_interval = "100ms"
+  hostname = "h1"
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[inputs.internal]]
+[[outputs.file]]
+  files = ["{dir}/out.lp"]
+  buffer = "memory"
+"#,
+    );
+    for _ in 0..3 {
+        assert_eq!(post(&agent.url("/write?db=x"), &[], b"m v=1\n").status, 204);
+    }
+    assert_eq!(
+        post(&agent.url("/write?db=x"), &[], b"bad line\n").status,
+        400
+    );
+    let find = |prefix: &str, needle: &str| {
+        agent
+            .lines("out.lp")
+            .into_iter()
+            .rev()
+            .find(|l| l.starts_with(prefix) && l.contains(needle))
+    };
+    let ok = eventually(std::time::Duration::from_secs(10), || {
+        find("internal_influxdb_listener,", "responses_204=3i").is_some()
+            && find("internal_write,", "metrics_written=").is_some()
+    });
+    assert!(ok, "{:#?}\n{}", agent.lines("out.lp"), agent.logs());
+    let listener = find("internal_influxdb_listener,", "responses_204=3i").unwrap();
+    assert!(
+        listener.contains(",input=inputs.influxdb_listener"),
+        "{listener}"
+    );
+    assert!(listener.contains("responses_400=1i"), "{listener}");
+    let write = find("internal_write,", "").unwrap();
+    assert!(write.contains("output=outputs.file"), "{write}");
+    assert!(write.contains("buffer_limit=10000i"), "{write}");
+    let gather = find("internal_gather,", "").unwrap();
+    assert!(gather.contains("input=inputs.internal"), "{gather}");
+    let agent_line = find("internal_agent,", "").unwrap();
+    assert!(agent_line.contains("host=h1"), "{agent_line}");
+    assert!(find("internal_memstats,", "rss_bytes=").is_some());
+}

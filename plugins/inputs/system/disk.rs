@@ -41,7 +41,11 @@ pub struct FsStat {
     pub ffree: u64,
 }
 
-fn statvfs(path: &Path) -> std::io::Result<FsStat> {
+/// `statvfs(2)` of `path`.
+///
+/// # Errors
+/// The system call's.
+pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
     let s = rustix::fs::statvfs(path)?;
     Ok(FsStat {
         bsize: s.f_bsize,

@@ -204,7 +204,6 @@ pub(crate) mod testing {
 
     use std::path::Path;
 
-    use crate::line_protocol::encode;
     use crate::metric::Metric;
     use crate::plugins::{Accumulator, Input};
 
@@ -232,17 +231,7 @@ pub(crate) mod testing {
         acc.into_metrics()
     }
 
-    /// Line protocol of metrics.
-    pub fn lines(metrics: &[Metric]) -> Vec<String> {
-        metrics
-            .iter()
-            .map(|m| {
-                let mut s = String::new();
-                encode(m, &mut s);
-                s.trim_end().to_owned()
-            })
-            .collect()
-    }
+    pub use crate::plugins::processors::testing::lines;
 }
 
 #[cfg(test)]
@@ -276,17 +265,7 @@ mod live {
             2,
         ));
         metrics.extend(gather_metrics(&mut mem::Swap::with_roots(roots.clone()), 2));
-        let mut disk = disk::Disk::with_roots(config(""), roots.clone(), |p| {
-            let s = rustix::fs::statvfs(p)?;
-            Ok(disk::FsStat {
-                bsize: s.f_bsize,
-                blocks: s.f_blocks,
-                bfree: s.f_bfree,
-                bavail: s.f_bavail,
-                files: s.f_files,
-                ffree: s.f_ffree,
-            })
-        });
+        let mut disk = disk::Disk::with_roots(config(""), roots.clone(), disk::statvfs);
         metrics.extend(gather_metrics(&mut disk, 2));
         // Every interface, loopback included, so a machine with only `lo` up still reports.
         metrics.extend(gather_metrics(
