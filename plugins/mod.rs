@@ -205,6 +205,8 @@ pub struct ServiceContext {
     pub tracker: TaskTracker,
     /// The plugin id with its alias, for logs.
     pub id: String,
+    /// Listening sockets kept across reloads: bind through it.
+    pub sockets: crate::http::Sockets,
 }
 
 /// An input that owns its loop (a listener); it is started once and runs until shutdown.

@@ -24,8 +24,10 @@ const ONCE_TIMEOUT: Duration = Duration::from_secs(30);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = cli.config_path();
-    let loaded = config::load(&path, cli.config_directory.as_deref());
-    let config = match loaded {
+    let dir = cli.config_directory.clone();
+    let loaded = config::read_texts(&path, dir.as_deref())
+        .and_then(|texts| config::from_texts(&texts, env_var).map(|c| (c, texts)));
+    let (config, texts) = match loaded {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("error: invalid configuration\n{errors}");
@@ -79,7 +81,7 @@ fn main() -> ExitCode {
     } else if cli.once {
         runtime.block_on(run_once(config))
     } else {
-        runtime.block_on(run(config))
+        runtime.block_on(run(config, Source { path, dir, texts }))
     };
     match result {
         Ok(code) => code,
@@ -183,16 +185,78 @@ async fn run_once(mut config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Where the running configuration came from, and its text, for reloads.
+struct Source {
+    path: std::path::PathBuf,
+    dir: Option<std::path::PathBuf>,
+    texts: Vec<(std::path::PathBuf, String)>,
+}
+
+/// SIGHUP: check the new configuration first (a bad one is logged and the running one kept),
+/// then hand sockets, buffers and local buckets over to it. If it cannot start, the previous
+/// configuration starts again on the same sockets and buffers.
+///
+/// # Errors
+/// Neither the new nor the previous configuration could start.
+async fn reload(
+    running: pipeline::Running,
+    source: &mut Source,
+    timeout: Duration,
+) -> anyhow::Result<pipeline::Running> {
+    use heliograph::systemd::notify;
+    notify("RELOADING=1\nSTATUS=reloading the configuration");
+    let loaded = config::read_texts(&source.path, source.dir.as_deref())
+        .and_then(|texts| config::from_texts(&texts, env_var).map(|c| (c, texts)));
+    let (config, texts) = match loaded {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for line in errors.to_string().lines() {
+                tracing::error!(problem = %line, "SIGHUP: the configuration has errors; the running one is kept");
+            }
+            notify("READY=1\nSTATUS=accepting writes (the last reload was refused)");
+            return Ok(running);
+        }
+    };
+    for var in &config.unset_variables {
+        tracing::warn!(variable = %var, "environment variable is not set; it is left as written");
+    }
+    let carry = running.stop_for_reload(timeout).await;
+    carry.sockets.begin_generation();
+    let started = match pipeline::start_with(config, &carry).await {
+        Ok(new) => {
+            source.texts = texts;
+            tracing::info!("SIGHUP: configuration reloaded");
+            new
+        }
+        Err(e) => {
+            tracing::error!(error = %heliograph::error_chain(&e), "SIGHUP: the new configuration cannot start; going back to the previous one");
+            carry.sockets.begin_generation();
+            let previous = config::from_texts(&source.texts, env_var)
+                .map_err(|e| anyhow::anyhow!("the previous configuration no longer loads: {e}"))?;
+            pipeline::start_with(previous, &carry)
+                .await
+                .context("starting the previous configuration again")?
+        }
+    };
+    carry.sockets.end_generation();
+    carry.release(&started).await;
+    notify("READY=1\nSTATUS=accepting writes");
+    Ok(started)
+}
+
 /// The daemon: run until SIGTERM or SIGINT, then stop within the bound.
-async fn run(config: Config) -> anyhow::Result<ExitCode> {
+async fn run(config: Config, mut source: Source) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    // Reloading is not supported yet; SIGHUP's default action would end the agent, so it is
-    // caught and explained instead.
+    // SIGHUP reloads the configuration.
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let shutdown_timeout = config.agent.shutdown_timeout.0;
-    let running = pipeline::start(config).await.context("starting")?;
+    let mut running = pipeline::start(config).await.context("starting")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
     // Every listener is bound and storage recovered: ready.
     heliograph::systemd::notify("READY=1\nSTATUS=accepting writes");
@@ -216,7 +280,8 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 break;
             }
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; restart heliograph to apply changes");
+                tracing::info!("SIGHUP: reloading the configuration");
+                running = reload(running, &mut source, shutdown_timeout).await?;
             }
         }
     }

@@ -395,15 +395,91 @@ pub fn add_missing_tags(m: &mut Metric, tags: &[(String, String)]) {
     }
 }
 
-/// A started agent: stop it with [`Running::shutdown`].
+/// A started agent: stop it with [`Running::shutdown`], or hand it over to a reloaded config
+/// with [`Running::stop_for_reload`].
 #[derive(Debug)]
 pub struct Running {
     /// The pipeline every producer delivers to.
     pub pipeline: Arc<Pipeline>,
     inputs_stop: CancellationToken,
     inputs: TaskTracker,
+    /// Flush what is buffered, then stop.
     outputs_stop: CancellationToken,
+    /// Stop after the write in flight, leaving the buffer as it is (a reload).
+    outputs_abort: CancellationToken,
     outputs: TaskTracker,
+    sockets: crate::http::Sockets,
+}
+
+/// What a running agent hands to the one a reload starts: listening sockets, output buffers and
+/// local buckets, so nothing buffered or acknowledged is dropped and no connection is refused.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// Listening sockets by address.
+    pub sockets: crate::http::Sockets,
+    buffers: Vec<(String, OutputBuffer)>,
+    store: Option<Arc<BucketStore>>,
+}
+
+impl Carry {
+    fn is_empty(&self) -> bool {
+        self.buffers.is_empty() && self.store.is_none()
+    }
+
+    /// Closes what the new configuration did not take: the buffers of outputs it removed (what
+    /// a memory buffer still holds is lost then, and logged) and the store if it has none.
+    pub async fn release(self, running: &Running) {
+        for (id, buffer) in &self.buffers {
+            if running.pipeline.outputs().iter().any(|o| o.id == *id) {
+                continue;
+            }
+            buffer.close();
+            match buffer {
+                OutputBuffer::Memory(_) if !buffer.is_empty() => tracing::warn!(
+                    output = %id,
+                    points = buffer.len(),
+                    "output removed by the reload: the points its memory buffer held are dropped"
+                ),
+                OutputBuffer::Disk(_) if !buffer.is_empty() => tracing::warn!(
+                    output = %id,
+                    points = buffer.len(),
+                    "output removed by the reload: its disk buffer is kept and resumes if the output comes back"
+                ),
+                _ => {}
+            }
+        }
+        if let Some(store) = self.store {
+            if running.pipeline.store().is_none() {
+                let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            }
+        }
+    }
+}
+
+/// Moves every point queued in `from` to `to` (an output whose buffer kind changed on reload).
+async fn move_points(id: &str, from: &OutputBuffer, to: &OutputBuffer) {
+    loop {
+        let batch = match from.peek(10_000).await {
+            Ok(b) if b.is_empty() => return,
+            Ok(b) => b,
+            Err(error) => {
+                tracing::error!(output = %id, %error, "cannot read the old buffer; its points stay where they are");
+                return;
+            }
+        };
+        let n = batch.len();
+        let moved = match to.reserve(n) {
+            Ok(r) => r.commit(batch.into()).await,
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = moved {
+            tracing::error!(output = %id, %refusal, "cannot move buffered points to the new buffer; they stay in the old one");
+            return;
+        }
+        if let Err(error) = from.consume(n).await {
+            tracing::error!(output = %id, %error, "moved points may be sent twice");
+        }
+    }
 }
 
 /// Builds the pipeline, starts output tasks, service inputs and gather schedulers.
@@ -411,6 +487,16 @@ pub struct Running {
 /// # Errors
 /// A service input that cannot start (an address in use); already started parts are stopped.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, &Carry::default()).await
+}
+
+/// As [`start`], taking over what `carry` holds from the agent a reload replaces: sockets,
+/// buffers of outputs with the same id, and local buckets. `carry` is left as it was: on
+/// failure the caller still has everything and can start the previous configuration again.
+///
+/// # Errors
+/// As [`start`]; carried buffers and store are left open.
+pub async fn start_with(config: Config, carry: &Carry) -> Result<Running, StartError> {
     let Config {
         agent,
         global_tags,
@@ -436,6 +522,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let id = o.id("outputs");
         let output = match o.plugin {
             BuiltOutput::Batch(output) => output,
+            BuiltOutput::Store(_) if carry.store.is_some() => {
+                tracing::info!(output = %id, "local buckets kept open across the reload (changes to their options apply at the next start)");
+                store = carry.store.clone();
+                store_filter = o.filter;
+                continue;
+            }
             BuiltOutput::Store(options) => {
                 let options = options(&agent.data_dir);
                 let opened = tokio::task::spawn_blocking(move || BucketStore::open(options))
@@ -456,7 +548,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         };
         let flush_interval = config::flush_interval(&agent, &o.common);
         let capacity = o.common.buffer_limit.unwrap_or(agent.metric_buffer_limit);
+        let carried = carry.buffers.iter().find(|(i, _)| *i == id).map(|(_, b)| b);
+        let same_kind = |b: &OutputBuffer| {
+            matches!(
+                (b, o.common.buffer),
+                (OutputBuffer::Memory(_), BufferMode::Memory)
+                    | (OutputBuffer::Disk(_), BufferMode::Disk)
+            )
+        };
         let buffer = match o.common.buffer {
+            _ if carried.is_some_and(same_kind) => {
+                tracing::debug!(output = %id, "buffer kept across the reload");
+                carried.expect("checked").clone()
+            }
             BufferMode::Memory => {
                 OutputBuffer::Memory(MemoryBuffer::new(id.clone(), capacity, flush_interval))
             }
@@ -478,6 +582,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 })?)
             }
         };
+        if let Some(old) = carried.filter(|b| !same_kind(b)) {
+            // The output's buffer kind changed: its queue moves to the new buffer.
+            move_points(&id, old, &buffer).await;
+        }
         let slot = Arc::new(OutputSlot {
             buffer,
             id,
@@ -512,11 +620,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         inputs_stop: CancellationToken::new(),
         inputs: TaskTracker::new(),
         outputs_stop: CancellationToken::new(),
+        outputs_abort: CancellationToken::new(),
         outputs: TaskTracker::new(),
+        sockets: carry.sockets.clone(),
     };
     for (slot, output) in output_tasks {
         let stop = running.outputs_stop.clone();
-        running.outputs.spawn(run_output(slot, output, stop));
+        let abort = running.outputs_abort.clone();
+        running.outputs.spawn(run_output(slot, output, stop, abort));
     }
     for input in inputs {
         let id = input.id("inputs");
@@ -528,9 +639,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     shutdown: running.inputs_stop.clone(),
                     tracker: running.inputs.clone(),
                     id: id.clone(),
+                    sockets: carry.sockets.clone(),
                 };
                 if let Err(e) = service.start(cx).await {
-                    running.shutdown(Duration::from_secs(5)).await;
+                    if carry.is_empty() {
+                        running.shutdown(Duration::from_secs(5)).await;
+                    } else {
+                        // Leave carried buffers and store open for the caller.
+                        running.stop_for_reload(Duration::from_secs(5)).await;
+                    }
                     return Err(e);
                 }
             }
@@ -559,6 +676,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 impl Running {
+    /// Stops inputs (in-flight requests finish into the buffers) and output tasks (after the
+    /// write in flight), leaving buffers, store and sockets open; returns them for the agent a
+    /// reload starts ([`start_with`]).
+    pub async fn stop_for_reload(&self, timeout: Duration) -> Carry {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.inputs_stop.cancel();
+        self.inputs.close();
+        let _ = tokio::time::timeout_at(deadline, self.inputs.wait()).await;
+        self.outputs_abort.cancel();
+        self.outputs.close();
+        if tokio::time::timeout_at(deadline, self.outputs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("an output is still writing after the reload's timeout; that batch may be sent twice");
+        }
+        Carry {
+            sockets: self.sockets.clone(),
+            buffers: self
+                .pipeline
+                .outputs()
+                .iter()
+                .map(|o| (o.id.clone(), o.buffer.clone()))
+                .collect(),
+            store: self.pipeline.store().cloned(),
+        }
+    }
+
     /// Stops inputs (the listener answers 503 from now on), then flushes every buffer to its
     /// output, waiting at most `timeout` in all. Returns the points lost: those left in memory
     /// buffers (disk buffers keep theirs for the next start).
@@ -747,11 +892,15 @@ async fn run_output(
     slot: Arc<OutputSlot>,
     mut output: Box<dyn DynOutput>,
     stop: CancellationToken,
+    abort: CancellationToken,
 ) {
     let mut rng = seed();
     let mut failures: u32 = 0;
     let mut last_report = tokio::time::Instant::now();
     loop {
+        if abort.is_cancelled() {
+            return; // a reload: the buffer goes on, as it is, with the new configuration
+        }
         let stopping = stop.is_cancelled();
         if !stopping && slot.buffer.len() < slot.batch_size {
             // Wait for a full batch, the flush interval, or shutdown.
@@ -759,6 +908,7 @@ async fn run_output(
             let flush = tokio::time::sleep(slot.flush_interval + jitter);
             tokio::select! {
                 () = stop.cancelled() => {}
+                () = abort.cancelled() => return,
                 () = flush => {}
                 () = slot.buffer.wait_until_len(slot.batch_size) => {}
             }
@@ -824,6 +974,7 @@ async fn run_output(
                             return; // shutting down and the output keeps failing: give up
                         }
                     }
+                    () = abort.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
                 }
             }

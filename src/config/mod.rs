@@ -326,6 +326,16 @@ impl fmt::Debug for dyn DynProcessor {
 /// # Errors
 /// Every problem found, each naming file, line and key.
 pub fn load(path: &Path, dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let texts = read_texts(path, dir)?;
+    from_texts(&texts, |name| std::env::var(name).ok())
+}
+
+/// Reads `path` and, when given, every `*.toml` in `dir` in name order: the texts [`load`]
+/// builds a config from (kept by a running agent so a failed reload can go back).
+///
+/// # Errors
+/// A file or the directory cannot be read.
+pub fn read_texts(path: &Path, dir: Option<&Path>) -> Result<Vec<(PathBuf, String)>, ConfigErrors> {
     let mut files = vec![path.to_path_buf()];
     if let Some(dir) = dir {
         let entries = std::fs::read_dir(dir).map_err(|source| {
@@ -352,7 +362,7 @@ pub fn load(path: &Path, dir: Option<&Path>) -> Result<Config, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    from_texts(&texts, |name| std::env::var(name).ok())
+    Ok(texts)
 }
 
 /// Loads config from `(file name, text)` pairs; the first holds `[agent]`, later ones add plugins.

@@ -40,7 +40,65 @@ pub struct ServerOptions {
     pub header_timeout: Duration,
 }
 
-/// Binds `address`; `":8186"` means every IPv4 interface, as in Telegraf.
+/// Listening sockets by configured address, kept across a reload so a listener whose address
+/// did not change keeps its socket: connections that arrive while the agent reloads wait in
+/// the socket's backlog instead of being refused.
+#[derive(Debug, Clone, Default)]
+pub struct Sockets {
+    inner: Arc<std::sync::Mutex<SocketsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct SocketsInner {
+    open: std::collections::HashMap<String, std::net::TcpListener>,
+    claimed: std::collections::HashSet<String>,
+}
+
+impl Sockets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SocketsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a generation: sockets not bound again before [`Sockets::end_generation`] close.
+    pub fn begin_generation(&self) {
+        self.lock().claimed.clear();
+    }
+
+    /// Closes the sockets no listener of this generation bound.
+    pub fn end_generation(&self) {
+        let mut inner = self.lock();
+        let SocketsInner { open, claimed } = &mut *inner;
+        open.retain(|address, _| claimed.contains(address));
+    }
+
+    /// A listener on `address` (`":8186"` is every IPv4 interface): the socket kept from before
+    /// a reload when there is one, else a new one.
+    ///
+    /// # Errors
+    /// The bind failed (address in use, not permitted, not an address).
+    pub fn bind(&self, address: &str) -> io::Result<TcpListener> {
+        let mut inner = self.lock();
+        let std_listener = match inner.open.get(address) {
+            Some(kept) => kept.try_clone()?,
+            None => {
+                let full = if address.starts_with(':') {
+                    format!("0.0.0.0{address}")
+                } else {
+                    address.to_owned()
+                };
+                let fresh = std::net::TcpListener::bind(full.as_str())?;
+                fresh.set_nonblocking(true)?;
+                let ours = fresh.try_clone()?;
+                inner.open.insert(address.to_owned(), fresh);
+                ours
+            }
+        };
+        inner.claimed.insert(address.to_owned());
+        TcpListener::from_std(std_listener)
+    }
+}
+
+/// Binds a listener on `address` outside any reload (tools and tests).
 ///
 /// # Errors
 /// The bind failed (address in use, not permitted, not an address).

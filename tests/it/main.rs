@@ -12,4 +12,5 @@ mod load;
 mod packaging;
 mod processors;
 mod relay;
+mod reload;
 mod system;

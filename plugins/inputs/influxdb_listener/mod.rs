@@ -220,7 +220,7 @@ impl ServiceInput for InfluxdbListener {
     }
 
     async fn start(self, cx: ServiceContext) -> Result<(), StartError> {
-        let listener = http::bind(&self.address).await.map_err(|e| StartError {
+        let listener = cx.sockets.bind(&self.address).map_err(|e| StartError {
             message: format!("{}: cannot listen on {}", cx.id, self.address),
             source: Some(e),
         })?;
