@@ -78,7 +78,15 @@ impl Sockets {
     /// The bind failed (address in use, not permitted, not an address).
     pub fn bind(&self, address: &str) -> io::Result<TcpListener> {
         let mut inner = self.lock();
-        let std_listener = match inner.open.get(address) {
+        // Two listeners may name the same address (`127.0.0.1:0`, a port of the system's
+        // choosing): the second is the address's second socket, not the first one shared.
+        let mut key = address.to_owned();
+        let mut n = 1;
+        while inner.claimed.contains(&key) {
+            n += 1;
+            key = format!("{address}#{n}");
+        }
+        let std_listener = match inner.open.get(&key) {
             Some(kept) => kept.try_clone()?,
             None => {
                 let full = if address.starts_with(':') {
@@ -89,11 +97,11 @@ impl Sockets {
                 let fresh = std::net::TcpListener::bind(full.as_str())?;
                 fresh.set_nonblocking(true)?;
                 let ours = fresh.try_clone()?;
-                inner.open.insert(address.to_owned(), fresh);
+                inner.open.insert(key.clone(), fresh);
                 ours
             }
         };
-        inner.claimed.insert(address.to_owned());
+        inner.claimed.insert(key);
         TcpListener::from_std(std_listener)
     }
 }
@@ -173,4 +181,27 @@ pub fn serve<H, F>(
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_are_kept_across_generations_and_never_shared_within_one() {
+        let sockets = Sockets::default();
+        let a = sockets.bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let b = sockets.bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert_ne!(a.port(), b.port(), "two listeners, two sockets");
+        // The next generation binds the same addresses again: the same sockets, in order.
+        sockets.begin_generation();
+        let a2 = sockets.bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert_eq!(a2, a);
+        sockets.end_generation();
+        // The second was not bound again: closed, so its port can be taken by anyone.
+        assert!(std::net::TcpListener::bind(b).is_ok());
+        // A kept socket queues connections while no listener accepts.
+        let kept = std::net::TcpStream::connect(a);
+        assert!(kept.is_ok());
+    }
 }

@@ -162,16 +162,16 @@ fn internal_reports_the_agent_the_listener_and_each_output() {
             .find(|l| l.starts_with(prefix) && l.contains(needle))
     };
     let ok = eventually(std::time::Duration::from_secs(10), || {
-        find("internal_influxdb_listener,", "responses_204=3i").is_some()
+        find("internal_influxdb_listener,", "responses_400=1i").is_some()
             && find("internal_write,", "metrics_written=").is_some()
     });
     assert!(ok, "{:#?}\n{}", agent.lines("out.lp"), agent.logs());
-    let listener = find("internal_influxdb_listener,", "responses_204=3i").unwrap();
+    let listener = find("internal_influxdb_listener,", "responses_400=1i").unwrap();
     assert!(
         listener.contains(",input=inputs.influxdb_listener"),
         "{listener}"
     );
-    assert!(listener.contains("responses_400=1i"), "{listener}");
+    assert!(listener.contains("responses_204=3i"), "{listener}");
     let write = find("internal_write,", "").unwrap();
     assert!(write.contains("output=outputs.file"), "{write}");
     assert!(write.contains("buffer_limit=10000i"), "{write}");
