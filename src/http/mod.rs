@@ -8,6 +8,8 @@
 pub mod body;
 pub mod client;
 
+pub mod tls;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -30,14 +32,16 @@ use tokio_util::task::TaskTracker;
 /// A response with its whole body in memory (our responses are small).
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Limits of the accept loop.
-#[derive(Debug, Clone, Copy)]
+/// Limits of the accept loop, and TLS.
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Time allowed to receive a request's headers (and between requests on a kept-alive
     /// connection).
     pub header_timeout: Duration,
+    /// Serve TLS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Listening sockets by configured address, kept across a reload so a listener whose address
@@ -135,6 +139,7 @@ pub fn serve<H, F>(
 {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let conns = tracker.clone();
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tracker.spawn(async move {
         loop {
             let permit = tokio::select! {
@@ -156,31 +161,63 @@ pub fn serve<H, F>(
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             let shutdown = shutdown.clone();
+            let acceptor = acceptor.clone();
+            let header_timeout = options.header_timeout;
             conns.spawn(async move {
                 let _permit = permit;
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(options.header_timeout)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
+                match acceptor {
+                    None => connection(stream, peer, handler, shutdown, header_timeout).await,
+                    Some(acceptor) => {
+                        // The handshake is bounded like the headers: a silent client cannot
+                        // hold a connection slot.
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                connection(tls, peer, handler, shutdown, header_timeout).await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
                 }
             });
         }
     });
+}
+
+/// Serves one connection until it closes, or finishes its request in flight at shutdown.
+async fn connection<S, H, F>(
+    stream: S,
+    peer: SocketAddr,
+    handler: H,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }
 
 #[cfg(test)]

@@ -14,3 +14,4 @@ mod processors;
 mod relay;
 mod reload;
 mod system;
+mod tls;

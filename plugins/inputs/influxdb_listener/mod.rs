@@ -59,6 +59,14 @@ pub struct ListenerConfig {
     pub add_agent_tags: bool,
     /// Tokens; with none, auth is off.
     pub token: Vec<auth::TokenConfig>,
+    /// PEM certificate chain: with `tls_key`, the listener serves HTTPS only.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// CA certificates that sign client certificates: set, clients must present one (mTLS).
+    pub tls_allowed_cacerts: Vec<std::path::PathBuf>,
+    /// `"TLS12"` (default) or `"TLS13"`.
+    pub tls_min_version: Option<String>,
 }
 
 impl Default for ListenerConfig {
@@ -73,6 +81,10 @@ impl Default for ListenerConfig {
             accept_partial: false,
             add_agent_tags: false,
             token: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_allowed_cacerts: Vec::new(),
+            tls_min_version: None,
         }
     }
 }
@@ -175,6 +187,8 @@ pub struct State {
 pub struct InfluxdbListener {
     address: String,
     max_connections: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mutual_tls: bool,
     settings: Settings,
 }
 
@@ -204,9 +218,22 @@ impl ServiceInput for InfluxdbListener {
             return Err(BuildError::new("`max_connections` must be at least 1"));
         }
         let tokens = auth::build(config.token)?;
+        // Certificates are read here, not at start: `check` and a reload find a bad file
+        // before anything changes.
+        let mutual_tls = !config.tls_allowed_cacerts.is_empty();
+        let tls = http::tls::TlsConfig {
+            tls_cert: config.tls_cert,
+            tls_key: config.tls_key,
+            tls_allowed_cacerts: config.tls_allowed_cacerts,
+            tls_min_version: config.tls_min_version,
+        }
+        .server()
+        .map_err(BuildError::new)?;
         Ok(InfluxdbListener {
             address: config.service_address,
             max_connections: config.max_connections,
+            tls,
+            mutual_tls,
             settings: Settings {
                 max_body,
                 max_line: usize::try_from(config.max_line_size.0).unwrap_or(usize::MAX),
@@ -240,6 +267,7 @@ impl ServiceInput for InfluxdbListener {
             Arc::clone(&state.stats) as Arc<dyn crate::pipeline::ServiceStats>,
         );
         let options = ServerOptions {
+            tls: self.tls.clone(),
             max_connections: self.max_connections,
             header_timeout: state.settings.read_timeout,
         };
@@ -248,7 +276,12 @@ impl ServiceInput for InfluxdbListener {
         } else {
             "token"
         };
-        tracing::info!(input = %cx.id, address = %local, auth, "listening");
+        let scheme = match (&self.tls, self.mutual_tls) {
+            (None, _) => "http",
+            (Some(_), false) => "https",
+            (Some(_), true) => "https+client-cert",
+        };
+        tracing::info!(input = %cx.id, address = %local, auth, scheme, "listening");
         http::serve(
             listener,
             options,
