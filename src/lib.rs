@@ -12,6 +12,7 @@
 //! - [`wal`]: the durable log with group commit.
 //! - [`http`]: the server plumbing and capped body reading.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
+//! - [`ratelimit`]: log lines that a flood cannot multiply.
 //! - [`systemd`]: readiness, stopping and watchdog notifications.
 //! - [`cli`]: flags and subcommands.
 
@@ -26,6 +27,7 @@ pub mod metric;
 pub mod pipeline;
 #[path = "../plugins/mod.rs"]
 pub mod plugins;
+pub mod ratelimit;
 pub mod systemd;
 pub mod wal;
 

@@ -52,6 +52,8 @@ pub struct InputStats {
     pub skipped: AtomicU64,
     /// Time the last gather took, in ns.
     pub gather_time_ns: AtomicU64,
+    /// Gathered metrics the outputs could not take (full buffers): dropped.
+    pub dropped: AtomicU64,
 }
 
 /// A service input's own counters, for the internal input: a measurement suffix
@@ -811,11 +813,15 @@ async fn run_input(
                 let mut metrics = acc.into_metrics();
                 shape.apply(&mut metrics, pipeline.agent_tags());
                 truncate_times(&mut metrics, schedule.precision);
-                stats
-                    .gathered
-                    .fetch_add(metrics.len() as u64, Ordering::Relaxed);
+                let n = metrics.len();
+                stats.gathered.fetch_add(n as u64, Ordering::Relaxed);
                 if let Err(refusal) = pipeline.deliver(metrics).await {
-                    tracing::warn!(input = %id, %refusal, "gathered metrics not admitted");
+                    static NOT_ADMITTED: crate::ratelimit::LogLimit =
+                        crate::ratelimit::LogLimit::new(10, Duration::from_secs(60));
+                    if let Some(suppressed) = NOT_ADMITTED.allow() {
+                        tracing::warn!(input = %id, %refusal, points = n, suppressed, "gathered metrics dropped: the outputs could not take them");
+                    }
+                    stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
             Err(error) => {

@@ -77,8 +77,10 @@ impl Input for Internal {
             for (id, s) in p.all_input_stats() {
                 let g = s.gathered.load(Relaxed);
                 let e = s.errors.load(Relaxed);
+                let d = s.dropped.load(Relaxed);
                 gathered += g;
                 gather_errors += e;
+                dropped += d;
                 acc.add(
                     "internal_gather",
                     &[("input", id.as_str())],
@@ -87,6 +89,7 @@ impl Input for Internal {
                         ("errors", int(e)),
                         ("gather_time_ns", int(s.gather_time_ns.load(Relaxed))),
                         ("skipped_ticks", int(s.skipped.load(Relaxed))),
+                        ("metrics_dropped", int(d)),
                     ],
                 );
             }

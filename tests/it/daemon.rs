@@ -262,3 +262,38 @@ fn second_signal_exits_at_once() {
     assert!(agent.logs().contains("second signal"));
     drop(held);
 }
+
+/// A flood of refused writes logs a bounded number of lines, each with its reason.
+#[test]
+fn a_flood_of_refused_writes_logs_a_bounded_number_of_lines() {
+    let agent = TestAgent::start(
+        r#"
+[agent]
+  data_dir = "{dir}/data"
+  flush_interval = "1h"
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.file]]
+  files = ["{dir}/out.lp"]
+  buffer = "memory"
+  buffer_limit = 5
+"#,
+    );
+    let url = agent.url("/write?db=x");
+    assert_eq!(
+        post(&url, &[], b"m v=1 1\nm v=2 2\nm v=3 3\nm v=4 4\nm v=5 5\n").status,
+        204
+    );
+    for i in 0..300 {
+        let r = post(&url, &[], format!("m v={i} {i}\n").as_bytes());
+        assert_eq!(r.status, 503);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = agent.logs();
+    let lines = logs.lines().filter(|l| l.contains("write refused")).count();
+    assert!((1..=10).contains(&lines), "{lines} lines:\n{logs}");
+    assert!(
+        logs.contains("buffer of output outputs.file is full"),
+        "{logs}"
+    );
+}

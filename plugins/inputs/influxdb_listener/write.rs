@@ -16,6 +16,7 @@ use crate::http::HttpResponse;
 use crate::line_protocol::{Line, ParseError, ParseErrorKind, Parser, Precision};
 use crate::metric::{Metric, Origin};
 use crate::pipeline::now_ns;
+use crate::ratelimit::LogLimit;
 
 /// Which write API a request came in on: they differ in parameter names and precisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +251,10 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
             bad_request(format!("{message}; nothing was written"))
         }
         Ok(Err(refusal)) => {
-            tracing::debug!(%refusal, points, "write refused");
+            static REFUSED: LogLimit = LogLimit::new(10, std::time::Duration::from_secs(10));
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::warn!(%refusal, points, db = %origin.db, suppressed, "write refused with 503; the writer retries");
+            }
             retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -468,13 +468,18 @@ impl Relay {
         let points = line_protocol::Parser::new(part).count();
         self.dead_lettered
             .fetch_add(points as u64, Ordering::Relaxed);
-        tracing::error!(
-            output = %self.id,
-            db, rp, status, points,
-            upstream = %message,
-            file = %self.dead_letter.display(),
-            "upstream refused a batch for good; moved to the dead-letter file"
-        );
+        static POISON: crate::ratelimit::LogLimit =
+            crate::ratelimit::LogLimit::new(10, std::time::Duration::from_secs(10));
+        if let Some(suppressed) = POISON.allow() {
+            tracing::error!(
+                output = %self.id,
+                db, rp, status, points,
+                upstream = %message,
+                file = %self.dead_letter.display(),
+                suppressed,
+                "upstream refused a batch for good; moved to the dead-letter file"
+            );
+        }
         let mut text = format!(
             "# {} status={status} db={db:?} rp={rp:?} upstream={:?}\n",
             crate::pipeline::now_ns(),
