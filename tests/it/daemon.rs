@@ -72,7 +72,10 @@ fn notifies_ready_watchdog_and_stopping() {
 
 #[test]
 fn metrics_endpoint_reports_counters() {
-    let agent = TestAgent::start(CONFIG);
+    // A gather input whose metrics are all filtered out: counted, nothing in the file.
+    let agent = TestAgent::start(&format!(
+        "{CONFIG}[[inputs.mem]]\n  interval = \"100ms\"\n  namedrop = [\"*\"]\n"
+    ));
     assert_eq!(
         post(
             &agent.url("/write?db=x"),
@@ -94,6 +97,10 @@ fn metrics_endpoint_reports_counters() {
         "heliograph_output_written_points_total{output=\"outputs.file\"} 1",
         "heliograph_output_queued_points{output=\"outputs.file\"} 0",
         "# TYPE heliograph_buckets_pending_bytes gauge",
+        "heliograph_input_gathered_metrics_total{input=\"inputs.mem\"} 0",
+        "heliograph_input_skipped_ticks_total{input=\"inputs.mem\"} 0",
+        "heliograph_output_buffer_limit_points{output=\"outputs.file\"} 10000",
+        "# TYPE heliograph_resident_memory_bytes gauge",
     ];
     // The output's counters move just after the file is written: poll briefly.
     let mut body = String::new();

@@ -391,15 +391,7 @@ pub fn metrics(state: &State) -> HttpResponse {
     let per_output = |f: &dyn Fn(&crate::pipeline::OutputSlot) -> u64| -> Vec<(String, u64)> {
         outputs
             .iter()
-            .map(|o| {
-                (
-                    format!(
-                        "{{output=\"{}\"}}",
-                        o.id.replace('\\', "\\\\").replace('"', "\\\"")
-                    ),
-                    f(o),
-                )
-            })
+            .map(|o| (format!("{{output=\"{}\"}}", escape_label(&o.id)), f(o)))
             .collect()
     };
     family(
@@ -474,12 +466,76 @@ pub fn metrics(state: &State) -> HttpResponse {
             &one(store.stats.expired_partitions.load(Relaxed)),
         );
     }
+    // The gather inputs' counters, as the internal input reports them.
+    let inputs = state.pipeline.all_input_stats();
+    let per_input = |f: &dyn Fn(&crate::pipeline::InputStats) -> u64| -> Vec<(String, u64)> {
+        inputs
+            .iter()
+            .map(|(id, s)| (format!("{{input=\"{}\"}}", escape_label(id)), f(s)))
+            .collect()
+    };
+    family(
+        &mut text,
+        "input_gathered_metrics_total",
+        "counter",
+        "Metrics gathered by each input.",
+        &per_input(&|s| s.gathered.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "input_gather_errors_total",
+        "counter",
+        "Gathers that failed.",
+        &per_input(&|s| s.errors.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "input_skipped_ticks_total",
+        "counter",
+        "Ticks skipped because the previous gather was still running.",
+        &per_input(&|s| s.skipped.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "input_dropped_metrics_total",
+        "counter",
+        "Gathered metrics the outputs' buffers could not take.",
+        &per_input(&|s| s.dropped.load(Relaxed)),
+    );
+    family(
+        &mut text,
+        "output_buffer_limit_points",
+        "gauge",
+        "The most points each output's buffer holds.",
+        &per_output(&|o| o.buffer_limit as u64),
+    );
+    if let Some(rss) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok())
+        })
+    {
+        family(
+            &mut text,
+            "resident_memory_bytes",
+            "gauge",
+            "Resident memory of the agent.",
+            &one(rss * 1024),
+        );
+    }
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// A Prometheus label value with `\` and `"` escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// `/health`: 200 while accepting writes, 503 once shutting down (InfluxDB 2's shape).
