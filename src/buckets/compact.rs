@@ -286,12 +286,34 @@ impl Iterator for Merge {
     }
 }
 
+/// Which chunks of an open partition to merge (a suffix of `live`, in log order), if any:
+/// size-tiered, so a chunk is rewritten a logarithmic number of times, not at every merge. From
+/// the newest back, an older chunk joins while it is at most twice the size of the newer ones
+/// together; a merge happens once [`MERGE_AT`] chunks are in the tier.
+fn merge_from(live: &[Chunk]) -> Option<usize> {
+    let size = |c: &Chunk| fs::metadata(&c.path).map_or(0, |m| m.len());
+    let mut from = live.len();
+    let mut newer = 0u64;
+    while from > 0 {
+        let s = size(&live[from - 1]);
+        if from < live.len() && s > newer.saturating_mul(2) {
+            break;
+        }
+        newer += s;
+        from -= 1;
+    }
+    (live.len() - from >= MERGE_AT).then_some(from)
+}
+
+/// Bytes of lines handed to the compressor at once.
+const COMPRESS_BATCH: usize = 256 << 10;
+
 /// Writes sorted lines as a chunk, durably: temporary file, fsync, rename, fsync of the dir.
-fn write_chunk(
+fn write_chunk<S: AsRef<str>>(
     dir: &Path,
     first: u64,
     last: u64,
-    lines: impl Iterator<Item = io::Result<(i64, String)>>,
+    lines: impl Iterator<Item = io::Result<(i64, S)>>,
 ) -> io::Result<u64> {
     let created = !dir.exists();
     fs::create_dir_all(dir)?;
@@ -302,14 +324,18 @@ fn write_chunk(
         .write(true)
         .truncate(true)
         .open(&tmp)?;
-    let mut gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
+    let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
+    // Lines reach the compressor in large writes: each write to it prepares a whole output
+    // buffer, which per line cost more than the compression itself.
+    let mut out = BufWriter::with_capacity(COMPRESS_BATCH, gz);
     let mut n = 0;
     for item in lines {
         let (_, line) = item?;
-        gz.write_all(line.as_bytes())?;
-        gz.write_all(b"\n")?;
+        out.write_all(line.as_ref().as_bytes())?;
+        out.write_all(b"\n")?;
         n += 1;
     }
+    let gz = out.into_inner().map_err(|e| e.into_error())?;
     let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     fs::rename(&tmp, &path)?;
@@ -427,7 +453,7 @@ impl BucketStore {
                 &dir,
                 first,
                 last,
-                lines.into_iter().map(|(t, l)| Ok((t, l.to_owned()))),
+                lines.into_iter().map(|(t, l)| Ok((t, l))),
             )?;
         }
         // Measurements files before the cursor moves: the names of compacted data are recorded.
@@ -499,14 +525,17 @@ impl BucketStore {
             }
             let (live, _) = live_chunks(chunks(&dir)?);
             let closed = start.saturating_add(span) < now_ns();
-            if live.len() >= MERGE_AT || (closed && live.len() > 1) {
+            if closed && live.len() > 1 {
                 self.merge(&dir, &live)?;
+            } else if let Some(from) = merge_from(&live) {
+                self.merge(&dir, &live[from..])?;
             }
         }
         drop(readers);
         Ok(())
     }
 
+    /// Merges `inputs`, chunks of one partition, consecutive in log order, into one.
     fn merge(&self, dir: &Path, inputs: &[Chunk]) -> io::Result<()> {
         let first = inputs.iter().map(|c| c.first).min().unwrap_or(0);
         let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
@@ -520,5 +549,34 @@ impl BucketStore {
         }
         wal::sync_dir(dir)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tiering {
+    use super::*;
+
+    #[test]
+    fn merges_pick_the_newest_tier_and_leave_big_old_chunks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = |i: u64, size: usize| {
+            let path = dir.path().join(chunk_name(i, i));
+            fs::write(&path, vec![b'x'; size]).unwrap();
+            Chunk {
+                first: i,
+                last: i,
+                path,
+            }
+        };
+        // One big merged chunk, then seven small new ones: not yet a tier of eight.
+        let mut live = vec![chunk(1, 100_000)];
+        live.extend((2..9).map(|i| chunk(i, 1000)));
+        assert_eq!(merge_from(&live), None);
+        // An eighth small one: the small ones merge, the big one is not rewritten.
+        live.push(chunk(9, 1000));
+        assert_eq!(merge_from(&live), Some(1));
+        // Chunks of similar size all join the tier.
+        let even: Vec<Chunk> = (1..=8).map(|i| chunk(i + 20, 1000)).collect();
+        assert_eq!(merge_from(&even), Some(0));
     }
 }
