@@ -6,6 +6,7 @@
 //! - [`line_protocol`]: the parser and encoder.
 //! - [`config`]: `agent.toml` into a checked config with built plugins.
 //! - [`filter`]: Telegraf's selectors and modifiers (`namepass`, `tagdrop`, ...).
+//! - [`host`]: what the system inputs share: host roots, typed fields, the schema table.
 //! - [`pipeline`]: processors, router, output buffers and tasks; start and stop.
 //! - [`buffer`]: per-output buffers with all-or-nothing admission.
 //! - [`buckets`]: the local bucket store (durable log, partitions, export).
@@ -21,6 +22,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod filter;
+pub mod host;
 pub mod http;
 pub mod line_protocol;
 pub mod metric;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{percent, schema, Fields, Roots};
+use crate::host::{percent, schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// `[[inputs.disk]]`.
@@ -162,7 +162,7 @@ impl Disk {
     fn mounts(&self) -> Result<Vec<Mount>, GatherError> {
         let parsed = match std::fs::read_to_string(self.roots.proc("1/mountinfo")) {
             Ok(text) => parse_mountinfo(&text),
-            Err(_) => parse_mounts(&super::read(&self.roots.proc("self/mounts"))?),
+            Err(_) => parse_mounts(&crate::host::read(&self.roots.proc("self/mounts"))?),
         };
         Ok(parsed
             .into_iter()
@@ -268,7 +268,7 @@ impl Input for Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     fn fake_stat(path: &Path) -> std::io::Result<FsStat> {
         match path.to_str().unwrap() {

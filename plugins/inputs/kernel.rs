@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{read, schema, Fields, Roots};
+use crate::host::{read, schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// `[[inputs.kernel]]`.
@@ -153,7 +153,7 @@ impl Input for Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     const STAT: &str = "cpu  1 2 3 4\nintr 1462898 27 9 0\nctxt 2626618\nbtime 1700000000\nprocesses 12345\nprocs_running 1\npage 5741 1808\n";
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{read, schema, Fields, Roots};
+use crate::host::{read, schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// Ticks per second of /proc/stat (USER_HZ, 100 on every Linux architecture).
@@ -246,7 +246,7 @@ impl Input for Cpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     fn cpu(dir: &std::path::Path, extra: &str) -> Cpu {
         let config: Config = toml::from_str(extra).unwrap();

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{read, schema, Fields, Roots};
+use crate::host::{read, schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// `[[inputs.system]]`.
@@ -147,7 +147,7 @@ impl Input for System {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     #[test]
     fn uptime_format_as_telegraf() {

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{schema, Fields, Roots};
+use crate::host::{schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// `[[inputs.processes]]`.
@@ -109,7 +109,7 @@ impl Input for Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     fn stat(pid: u32, comm: &str, state: char, threads: u32) -> (String, String) {
         (

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{read, schema, Fields, Roots};
 use crate::filter::GlobList;
+use crate::host::{read, schema, Fields, Roots};
 use crate::plugins::{Accumulator, BuildContext, BuildError, GatherError, Input};
 
 /// `[[inputs.diskio]]`.
@@ -199,7 +199,7 @@ impl Input for Diskio {
             || !self.config.device_tags.is_empty()
             || !self.config.name_templates.is_empty();
         for (majmin, name, c) in stats {
-            if !super::any_glob(&self.devices, &name) {
+            if !crate::host::any_glob(&self.devices, &name) {
                 continue;
             }
             let props = if wants_udev {
@@ -266,7 +266,7 @@ impl Input for Diskio {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::inputs::system::testing::{gather, tree};
+    use crate::host::testing::{gather, tree};
 
     fn stats(dir: &std::path::Path, sda: &str) {
         tree(
