@@ -97,6 +97,9 @@ pub struct Pipeline {
     databases: Mutex<BTreeSet<String>>,
     /// `host` (unless omitted) and `[global_tags]`, for gathered metrics.
     agent_tags: Vec<(String, String)>,
+    /// Whether writes can go as line protocol straight to the store and disk buffers
+    /// ([`Pipeline::deliver_lp`]): no processor, no selector on an output, no memory buffer.
+    lp_path: bool,
     /// Writes refused for lack of room.
     pub refused: AtomicU64,
     /// Per gather input counters, by input id.
@@ -177,6 +180,64 @@ impl Pipeline {
         }
         for (r, view) in memory {
             r.commit(view).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Pipeline::deliver_lp`] may be used: nothing on the way needs metrics.
+    pub fn takes_lp(&self) -> bool {
+        self.lp_path
+    }
+
+    /// Admits a write that is already normalized line protocol of one origin, into the store
+    /// and every (disk) buffer, all or nothing, as [`Pipeline::deliver`] does, without making a
+    /// metric of any point. Only when [`Pipeline::takes_lp`].
+    ///
+    /// # Errors
+    /// As [`Pipeline::deliver`].
+    pub async fn deliver_lp(&self, write: LpWrite<'_>) -> Result<(), Refusal> {
+        debug_assert!(self.lp_path, "deliver_lp on a pipeline that needs metrics");
+        if write.points == 0 {
+            return Ok(());
+        }
+        let refused = |r: Refusal| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            r
+        };
+        let mut reservations = Vec::with_capacity(self.outputs.len());
+        for out in &self.outputs {
+            reservations.push(out.buffer.reserve(write.points).map_err(refused)?);
+        }
+        let (db, rp) = (write.origin.db.as_str(), write.origin.rp.as_str());
+        let mut record = Vec::with_capacity(write.lp.len() + db.len() + rp.len() + 12);
+        crate::buffer::record::encode_run_lp(db, rp, write.points, &write.lp, &mut record);
+        let shared: Option<Arc<[u8]>> = match (&self.store, reservations.is_empty()) {
+            (_, true) => None,
+            (Some(_), false) => Some(record.clone().into()),
+            (None, false) => Some(std::mem::take(&mut record).into()),
+        };
+        if let Some(store) = &self.store {
+            store
+                .append_lp(
+                    db,
+                    rp,
+                    &write.lp,
+                    write.points,
+                    write.min_time,
+                    &write.names,
+                    record,
+                )
+                .await
+                .map_err(refused)?;
+        }
+        for r in reservations {
+            let crate::buffer::AnyReservation::Disk(r) = r else {
+                unreachable!("lp_path is only set when every buffer is on disk");
+            };
+            let payload = Arc::clone(shared.as_ref().expect("made when there are reservations"));
+            r.commit_payload(payload, write.points)
+                .await
+                .map_err(refused)?;
         }
         Ok(())
     }
@@ -292,6 +353,21 @@ impl Pipeline {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// A write as normalized line protocol (one point per line, ns timestamps) of one origin.
+#[derive(Debug)]
+pub struct LpWrite<'a> {
+    /// Where the write goes (db and rp, never empty here).
+    pub origin: &'a crate::metric::Origin,
+    /// The points.
+    pub lp: String,
+    /// Lines in `lp`.
+    pub points: usize,
+    /// The oldest timestamp in `lp`.
+    pub min_time: i64,
+    /// The measurements in `lp`, each once.
+    pub names: Vec<String>,
 }
 
 /// A copy of what `filter` keeps of `metrics`, modifiers applied.
@@ -605,7 +681,13 @@ pub async fn start_with(config: Config, carry: &Carry) -> Result<Running, StartE
         output_tasks.push((Arc::clone(&slot), output));
         slots.push(slot);
     }
+    let lp_path = !has_processors
+        && store_filter.is_empty()
+        && slots.iter().all(|o: &Arc<OutputSlot>| {
+            o.filter.is_empty() && matches!(o.buffer, OutputBuffer::Disk(_))
+        });
     let pipeline = Arc::new(Pipeline {
+        lp_path,
         has_processors,
         processors: Mutex::new(chain(processors)),
         outputs: slots,

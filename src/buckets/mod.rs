@@ -144,6 +144,13 @@ pub(crate) fn line_time(line: &str) -> Option<i64> {
 }
 
 /// The measurement of a stored line (unescaped).
+/// Refuses a db or rp name that cannot be stored.
+fn check_names(db: &str, rp: &str) -> Result<(), Refusal> {
+    names::encode("database", db).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    names::encode("retention policy", rp).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    Ok(())
+}
+
 fn line_measurement(line: &str) -> Option<String> {
     let mut p = line_protocol::Parser::new(line);
     p.next()?.ok().map(|l| l.measurement.into_owned())
@@ -260,31 +267,12 @@ impl BucketStore {
     /// when compaction is behind, [`Refusal::Unavailable`] when the log cannot make the write
     /// durable (disk full), [`Refusal::ShuttingDown`] once closed. Nothing is stored then.
     pub async fn append(&self, metrics: &[Metric]) -> Result<(), Refusal> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Refusal::ShuttingDown);
-        }
-        let pending = self.pending_bytes.load(Ordering::Relaxed);
-        if pending > self.options.max_pending_bytes {
-            self.wake_compactor();
-            return Err(Refusal::Full {
-                output: "outputs.buckets".into(),
-                queued: metrics.len(),
-                capacity: 0,
-                retry_after: self.retry_after(pending - self.options.max_pending_bytes),
-            });
-        }
+        self.admit(metrics.len())?;
         // InfluxDB refuses points older than the retention; storing them only for retention to
         // drop them at once would be a silent loss of acknowledged points.
-        let horizon =
-            crate::pipeline::now_ns().saturating_sub(self.options.retention.as_nanos() as i64);
+        let horizon = self.horizon();
         let expired = metrics.iter().filter(|m| m.time < horizon).count();
-        if expired > 0 {
-            return Err(Refusal::Invalid(format!(
-                "points beyond retention policy: {expired} of {} points are older than the retention ({}h)",
-                metrics.len(),
-                self.options.retention.as_secs() / 3600
-            )));
-        }
+        self.check_retention(expired, metrics.len())?;
         // Group by bucket: one log record per bucket in this write (usually one).
         let mut groups: BTreeMap<(&str, &str), Vec<&Metric>> = BTreeMap::new();
         for m in metrics {
@@ -301,10 +289,84 @@ impl BucketStore {
         // One log record for the whole write: one run per bucket, in the format disk buffers use.
         let mut payload = Vec::with_capacity(metrics.len() * 128);
         for ((db, rp), ms) in &groups {
-            names::encode("database", db).map_err(|e| Refusal::Invalid(e.to_string()))?;
-            names::encode("retention policy", rp).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            check_names(db, rp)?;
             record::encode_run(db, rp, ms, &mut payload);
         }
+        self.append_payload(payload).await?;
+        for ((db, rp), ms) in groups {
+            self.note_measurements(db, rp, ms.iter().map(|m| m.name.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Appends one write already in normalized line protocol to bucket (`db`, `rp`), durably:
+    /// the listener's path when nothing needs the points as metrics. `record` is the log record
+    /// ([`record::encode_run_lp`] of `lp`, `points` lines, ns timestamps, the oldest
+    /// `min_time`, measurements `names`).
+    ///
+    /// # Errors
+    /// As [`BucketStore::append`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_lp(
+        &self,
+        db: &str,
+        rp: &str,
+        lp: &str,
+        points: usize,
+        min_time: i64,
+        names: &[String],
+        record: Vec<u8>,
+    ) -> Result<(), Refusal> {
+        self.admit(points)?;
+        let horizon = self.horizon();
+        if min_time < horizon {
+            let expired = crate::line_protocol::Parser::new(lp)
+                .filter_map(Result::ok)
+                .filter(|l| l.timestamp.is_some_and(|t| t < horizon))
+                .count();
+            self.check_retention(expired.max(1), points)?;
+        }
+        check_names(db, rp)?;
+        self.append_payload(record).await?;
+        self.note_measurements(db, rp, names.iter().map(String::as_str));
+        Ok(())
+    }
+
+    /// Refuses a write when closed or when compaction is too far behind.
+    fn admit(&self, points: usize) -> Result<(), Refusal> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::ShuttingDown);
+        }
+        let pending = self.pending_bytes.load(Ordering::Relaxed);
+        if pending > self.options.max_pending_bytes {
+            self.wake_compactor();
+            return Err(Refusal::Full {
+                output: "outputs.buckets".into(),
+                queued: points,
+                capacity: 0,
+                retry_after: self.retry_after(pending - self.options.max_pending_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// Points older than this (ns) are beyond the retention.
+    fn horizon(&self) -> i64 {
+        crate::pipeline::now_ns().saturating_sub(self.options.retention.as_nanos() as i64)
+    }
+
+    fn check_retention(&self, expired: usize, total: usize) -> Result<(), Refusal> {
+        if expired == 0 {
+            return Ok(());
+        }
+        Err(Refusal::Invalid(format!(
+            "points beyond retention policy: {expired} of {total} points are older than the retention ({}h)",
+            self.options.retention.as_secs() / 3600
+        )))
+    }
+
+    /// Appends one log record; resolves after its fsync.
+    async fn append_payload(&self, payload: Vec<u8>) -> Result<(), Refusal> {
         let len = payload.len() as u64;
         self.log
             .append(payload)
@@ -315,20 +377,22 @@ impl BucketStore {
         {
             self.wake_compactor();
         }
+        Ok(())
+    }
+
+    /// Records the measurement names a bucket holds (for SHOW MEASUREMENTS).
+    fn note_measurements<'n>(&self, db: &str, rp: &str, names: impl Iterator<Item = &'n str>) {
         let mut catalog = self.catalog();
-        for ((db, rp), ms) in groups {
-            let key = (db.to_owned(), rp.to_owned());
-            let set = match catalog.get_mut(&key) {
-                Some(set) => set,
-                None => catalog.entry(key).or_default(),
-            };
-            for m in ms {
-                if !set.contains(&m.name) {
-                    set.insert(m.name.clone());
-                }
+        let key = (db.to_owned(), rp.to_owned());
+        let set = match catalog.get_mut(&key) {
+            Some(set) => set,
+            None => catalog.entry(key).or_default(),
+        };
+        for name in names {
+            if !set.contains(name) {
+                set.insert(name.to_owned());
             }
         }
-        Ok(())
     }
 
     fn unavailable(&self, e: &LogError) -> Refusal {

@@ -390,8 +390,21 @@ impl DiskReservation {
     ///
     /// # Errors
     /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
-    pub async fn commit(mut self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
+    pub async fn commit(self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
         let payload: Arc<[u8]> = record::encode(&chunk).into();
+        self.commit_payload(payload, chunk.len()).await
+    }
+
+    /// Appends a record [`record`] made of `points` points durably; resolves once its fsync
+    /// completed.
+    ///
+    /// # Errors
+    /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
+    pub async fn commit_payload(
+        mut self,
+        payload: Arc<[u8]>,
+        points: usize,
+    ) -> Result<(), Refusal> {
         let bytes = payload.len() as u64;
         let b = Arc::clone(&self.buffer);
         let seq = b
@@ -406,7 +419,7 @@ impl DiskReservation {
         {
             let mut st = b.lock();
             st.reserved -= self.points;
-            st.queued += chunk.len();
+            st.queued += points;
             st.queued_bytes += bytes;
             let cache = st.cached + bytes <= CACHE_BYTES;
             if cache {
@@ -415,7 +428,7 @@ impl DiskReservation {
             st.records.push_back(Rec {
                 admitted: Instant::now(),
                 seq,
-                points: chunk.len(),
+                points,
                 bytes,
                 payload: cache.then_some(payload),
             });

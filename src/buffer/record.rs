@@ -32,12 +32,18 @@ pub fn encode_run(db: &str, rp: &str, metrics: &[&Metric], out: &mut Vec<u8>) {
             points += 1;
         }
     }
+    encode_run_lp(db, rp, points as usize, &lp, out);
+}
+
+/// Appends one run of `points` lines of normalized line protocol (ns, one point per line).
+pub fn encode_run_lp(db: &str, rp: &str, points: usize, lp: &str, out: &mut Vec<u8>) {
+    out.reserve(lp.len() + db.len() + rp.len() + 12);
     for part in [db.as_bytes(), rp.as_bytes()] {
         let len = part.len().min(u16::MAX as usize);
         out.extend_from_slice(&(len as u16).to_le_bytes());
         out.extend_from_slice(&part[..len]);
     }
-    out.extend_from_slice(&points.to_le_bytes());
+    out.extend_from_slice(&(points as u32).to_le_bytes());
     out.extend_from_slice(&(lp.len() as u32).to_le_bytes());
     out.extend_from_slice(lp.as_bytes());
 }

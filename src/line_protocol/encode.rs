@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::{Line, Value};
 use crate::metric::{FieldValue, Metric};
 
 /// Appends `metric` as one line (with its trailing LF) to `out`.
@@ -23,17 +24,64 @@ use crate::metric::{FieldValue, Metric};
 /// assert_eq!(out, "cpu\\ load,host=a\\,b v=\"say \\\"hi\\\"\" 5\n");
 /// ```
 pub fn encode(metric: &Metric, out: &mut String) -> bool {
+    let fields = metric.fields.iter().map(|(k, v)| {
+        let v = match v {
+            FieldValue::Float(f) => Field::Float(*f),
+            FieldValue::Int(i) => Field::Int(*i),
+            FieldValue::UInt(u) => Field::UInt(*u),
+            FieldValue::Str(s) => Field::Str(s),
+            FieldValue::Bool(b) => Field::Bool(*b),
+        };
+        (k.as_str(), v)
+    });
+    let tags = metric.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    encode_parts(&metric.name, tags, fields, metric.time, out)
+}
+
+/// Appends a parsed line as one normalized line (its timestamp `time`, in ns), as [`encode`]
+/// would write the metric it makes, without making it.
+pub fn encode_line(line: &Line<'_>, time: i64, out: &mut String) -> bool {
+    let fields = line.fields.iter().map(|(k, v)| {
+        let v = match v {
+            Value::Float(f) => Field::Float(*f),
+            Value::Int(i) => Field::Int(*i),
+            Value::UInt(u) => Field::UInt(*u),
+            Value::Str(s) => Field::Str(s),
+            Value::Bool(b) => Field::Bool(*b),
+        };
+        (k.as_ref(), v)
+    });
+    let tags = line.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+    encode_parts(&line.measurement, tags, fields, time, out)
+}
+
+/// A field value to encode, borrowed.
+enum Field<'a> {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Str(&'a str),
+    Bool(bool),
+}
+
+fn encode_parts<'a>(
+    name: &str,
+    tags: impl Iterator<Item = (&'a str, &'a str)>,
+    fields: impl Iterator<Item = (&'a str, Field<'a>)>,
+    time: i64,
+    out: &mut String,
+) -> bool {
     let rewind = out.len();
-    escape(&metric.name, false, out);
-    for (key, value) in &metric.tags {
+    escape(name, false, out);
+    for (key, value) in tags {
         out.push(',');
         escape(key, true, out);
         out.push('=');
         escape(value, true, out);
     }
     let mut sep = ' ';
-    for (key, value) in &metric.fields {
-        if let FieldValue::Float(v) = value {
+    for (key, value) in fields {
+        if let Field::Float(v) = value {
             if !v.is_finite() {
                 continue;
             }
@@ -43,18 +91,18 @@ pub fn encode(metric: &Metric, out: &mut String) -> bool {
         escape(key, true, out);
         out.push('=');
         match value {
-            FieldValue::Float(v) => {
+            Field::Float(v) => {
                 // `{}` prints the shortest text that reads back to the same f64; add nothing.
                 let _ = write!(out, "{v}");
             }
-            FieldValue::Int(v) => {
+            Field::Int(v) => {
                 let _ = write!(out, "{v}i");
             }
-            FieldValue::UInt(v) => {
+            Field::UInt(v) => {
                 let _ = write!(out, "{v}u");
             }
-            FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
-            FieldValue::Str(s) => {
+            Field::Bool(v) => out.push_str(if v { "true" } else { "false" }),
+            Field::Str(s) => {
                 out.push('"');
                 for c in s.chars() {
                     if c == '"' || c == '\\' {
@@ -70,7 +118,7 @@ pub fn encode(metric: &Metric, out: &mut String) -> bool {
         out.truncate(rewind);
         return false;
     }
-    let _ = writeln!(out, " {}", metric.time);
+    let _ = writeln!(out, " {time}");
     true
 }
 

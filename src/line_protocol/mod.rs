@@ -16,7 +16,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use encode::{encode, encode_all};
+pub use encode::{encode, encode_all, encode_line};
 pub use parse::{Line, ParseError, ParseErrorKind, Parser, Value, MAX_NAME_LEN, MAX_STRING_LEN};
 
 use std::fmt;

@@ -199,18 +199,34 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
     };
     let default_time = precision.truncate(received);
     let origin = Arc::new(origin);
-    let (mut metrics, errors) = parse(
-        text,
-        precision,
-        default_time,
-        &origin,
-        state.settings.max_line,
-    );
-    if !errors.is_empty() && (!state.settings.accept_partial || metrics.is_empty()) {
+    // Nothing on the way needs the points as metrics: they go to the store and disk buffers as
+    // the normalized line protocol they are parsed into, never becoming `Metric`s.
+    let lp_path = state.pipeline.takes_lp()
+        && state.shape.is_plain()
+        && !state.settings.add_agent_tags
+        && !origin.db.is_empty();
+    let (write, errors) = if lp_path {
+        let (lp, errors) = parse_lp(text, precision, default_time, state.settings.max_line);
+        (Parsed::Lp(lp), errors)
+    } else {
+        let (metrics, errors) = parse(
+            text,
+            precision,
+            default_time,
+            &origin,
+            state.settings.max_line,
+        );
+        (Parsed::Metrics(metrics), errors)
+    };
+    let parsed_points = match &write {
+        Parsed::Lp(lp) => lp.points,
+        Parsed::Metrics(m) => m.len(),
+    };
+    if !errors.is_empty() && (!state.settings.accept_partial || parsed_points == 0) {
         return parse_failure(&errors, false);
     }
     if let Some(t) = token {
-        if let Err(wait) = t.admit(metrics.len()) {
+        if let Err(wait) = t.admit(parsed_points) {
             return retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests",
@@ -219,18 +235,39 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
             );
         }
     }
-    let agent_tags: &[(String, String)] = if state.settings.add_agent_tags {
-        state.pipeline.agent_tags()
-    } else {
-        &[]
+    let (points, admitted) = match write {
+        Parsed::Lp(lp) => {
+            let points = lp.points;
+            let write = crate::pipeline::LpWrite {
+                origin: &origin,
+                lp: lp.text,
+                points,
+                min_time: lp.min_time,
+                names: lp.names,
+            };
+            let admitted = tokio::time::timeout(
+                state.settings.write_timeout,
+                state.pipeline.deliver_lp(write),
+            )
+            .await;
+            (points, admitted)
+        }
+        Parsed::Metrics(mut metrics) => {
+            let agent_tags: &[(String, String)] = if state.settings.add_agent_tags {
+                state.pipeline.agent_tags()
+            } else {
+                &[]
+            };
+            state.shape.apply(&mut metrics, agent_tags);
+            let points = metrics.len();
+            let admitted = tokio::time::timeout(
+                state.settings.write_timeout,
+                state.pipeline.deliver(metrics),
+            )
+            .await;
+            (points, admitted)
+        }
     };
-    state.shape.apply(&mut metrics, agent_tags);
-    let points = metrics.len();
-    let admitted = tokio::time::timeout(
-        state.settings.write_timeout,
-        state.pipeline.deliver(metrics),
-    )
-    .await;
     match admitted {
         Ok(Ok(())) => {
             state.pipeline.note_database(&origin.db);
@@ -318,6 +355,76 @@ pub fn parse(
 }
 
 /// 400 with the spec's LineProtocolError: the first bad line, and every bad line in `err`.
+/// A body parsed one way or the other.
+enum Parsed {
+    /// Normalized line protocol (the store and disk buffers take it as it is).
+    Lp(LpBody),
+    /// Metrics (processors, selectors or memory buffers need them).
+    Metrics(Vec<Metric>),
+}
+
+/// A body as normalized line protocol: one point per line, escaped as the encoder does, the
+/// timestamp in ns (the write's default time where a line had none).
+pub struct LpBody {
+    /// The lines.
+    pub text: String,
+    /// How many.
+    pub points: usize,
+    /// The oldest timestamp.
+    pub min_time: i64,
+    /// The measurements, each once.
+    pub names: Vec<String>,
+}
+
+/// Parses a body into normalized line protocol, collecting every bad line.
+pub fn parse_lp(
+    text: &str,
+    precision: Precision,
+    default_time: i64,
+    max_line: usize,
+) -> (LpBody, Vec<ParseError>) {
+    let mut parser = Parser::new(text).with_max_line(max_line);
+    let mut line = Line::default();
+    let mut out = LpBody {
+        text: String::with_capacity(text.len() + text.len() / 8),
+        points: 0,
+        min_time: i64::MAX,
+        names: Vec::new(),
+    };
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    while let Some(result) = parser.next_into(&mut line) {
+        if let Err(e) = result {
+            errors.push(e);
+            continue;
+        }
+        let time = match line.timestamp {
+            Some(ts) => match ts.checked_mul(precision.nanos()) {
+                Some(t) => t,
+                None => {
+                    errors.push(ParseError {
+                        line: parser.last_line(),
+                        column: 1,
+                        kind: ParseErrorKind::TimestampOutOfRange,
+                    });
+                    continue;
+                }
+            },
+            None => default_time,
+        };
+        if crate::line_protocol::encode_line(&line, time, &mut out.text) {
+            out.points += 1;
+            out.min_time = out.min_time.min(time);
+            let name = line.measurement.as_ref();
+            if out.names.last().is_none_or(|n| n != name) && !seen.contains(name) {
+                seen.insert(name.to_owned());
+                out.names.push(name.to_owned());
+            }
+        }
+    }
+    (out, errors)
+}
+
 fn parse_failure(errors: &[ParseError], partial: bool) -> HttpResponse {
     let first = &errors[0];
     let mut message = format!("unable to parse line {}: {}", first.line, first.kind);
@@ -350,4 +457,40 @@ fn parse_failure(errors: &[ParseError], partial: bool) -> HttpResponse {
     );
     set_error_header(&mut r, &message);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line protocol path writes exactly what the metric path encodes, for the same body.
+    #[test]
+    fn lp_path_matches_the_metric_path() {
+        let body = "cpu,host=a,dc=x usage=0.5,n=3i,u=7u,ok=t,s=\"a \\\"q\\\" \\\\ b\" 1700000000\n\
+                    # a comment\n\
+                    \n\
+                    weird\\ name,tag\\,k=v\\=x f\\ k=1e3\n\
+                    cpu,host=b usage=1 1700000001\n\
+                    mem free=2i 1700000002\n\
+                    cpu,host=c usage=-0.25 1700000003\n";
+        for precision in [Precision::Seconds, Precision::Milliseconds] {
+            let origin = Arc::new(Origin::new("db", None));
+            let (metrics, e1) = parse(body, precision, 42, &origin, 0);
+            let (lp, e2) = parse_lp(body, precision, 42, 0);
+            assert!(e1.is_empty() && e2.is_empty());
+            let mut want = String::new();
+            crate::line_protocol::encode_all(&metrics, &mut want);
+            assert_eq!(lp.text, want);
+            assert_eq!(lp.points, metrics.len());
+            assert_eq!(lp.min_time, metrics.iter().map(|m| m.time).min().unwrap());
+            assert_eq!(lp.names, ["cpu", "weird name", "mem"]);
+        }
+        // Bad lines are reported the same way.
+        let bad = "ok v=1 1\nbad line\nok v=2 99999999999999999\n";
+        let origin = Arc::new(Origin::new("db", None));
+        let (_, e1) = parse(bad, Precision::Seconds, 0, &origin, 0);
+        let (lp, e2) = parse_lp(bad, Precision::Seconds, 0, 0);
+        assert_eq!(e1, e2);
+        assert_eq!(lp.points, 1);
+    }
 }
