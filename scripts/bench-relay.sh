@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Relay throughput: loadgen straight into InfluxDB 1.6.7, then the same load through heliograph
 # (listener -> outputs.influxdb with its disk spool -> the same influxd), in one run.
-# Relay throughput = points acknowledged / time until all of them are queryable upstream.
+# Relay throughput = points acknowledged / time until all of them are queryable upstream; the
+# relay run sends as many points as the direct run got through.
 #
 # Usage: scripts/bench-relay.sh [BATCH] [CONNECTIONS] [DURATION]
 set -euo pipefail
@@ -20,9 +21,9 @@ for db in direct relay; do curl -s -XPOST "http://127.0.0.1:$ip/query" --data-ur
 count() { curl -s "http://127.0.0.1:$ip/query" --data-urlencode "db=$1" --data-urlencode "q=SELECT count(usage_user) FROM cpu" \
   | python3 -c 'import json,sys; j=json.load(sys.stdin); s=j["results"][0].get("series"); print(s[0]["values"][0][1] if s else 0)'; }
 
-measure() { # name url
+measure() { # name url duration [loadgen options]
   local start=$(date +%s.%N)
-  "$BIN/loadgen" "$2" --batch "$BATCH" --connections "$CONNS" --duration "$DURATION" --unique --json > "$work/$1.json"
+  "$BIN/loadgen" "$2" --batch "$BATCH" --connections "$CONNS" --duration "$3" --unique --json "${@:4}" > "$work/$1.json"
   local acked=$(python3 -c "import json; j=json.load(open('$work/$1.json')); print(round(j['lines_per_sec']*j['seconds']))")
   for _ in $(seq 600); do [ "$(count "$1")" -ge "$acked" ] && break; sleep 0.2; done
   local end=$(date +%s.%N)
@@ -30,7 +31,14 @@ measure() { # name url
   echo "$acked $(python3 -c "print($end-$start)")" > "$work/$1.rate"
 }
 
-measure direct "http://127.0.0.1:$ip/write?db=direct"
+measure direct "http://127.0.0.1:$ip/write?db=direct" "$DURATION"
+
+# A fresh influxd for the relay run: otherwise its compaction of the direct run's data competes
+# with the relay's writes for the same two cores.
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+rm -rf "$work/influx"
+ip=$(free_port); start_influxd "$ip"
+curl -s -XPOST "http://127.0.0.1:$ip/query" --data-urlencode "q=CREATE DATABASE relay" >/dev/null
 
 hp=$(free_port)
 cat > "$work/relay.toml" <<CONF
@@ -48,7 +56,10 @@ cat > "$work/relay.toml" <<CONF
   max_in_flight = 4
 CONF
 "$BIN/heliograph" --config "$work/relay.toml" & pids+=($!); wait_port "$hp"
-measure relay "http://127.0.0.1:$hp/write?db=relay"
+# The same load: as many points as influxd took directly (heliograph takes them faster; a
+# duration-bound run would hand the relay a larger backlog than the direct run had).
+direct_points=$(cut -d' ' -f1 "$work/direct.rate")
+measure relay "http://127.0.0.1:$hp/write?db=relay" 300s --points "$direct_points"
 
 python3 - "$work" <<'PY'
 import sys

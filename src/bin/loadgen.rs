@@ -47,6 +47,9 @@ struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Stop once this many points are acknowledged (whole batches), or at --duration.
+    #[arg(long)]
+    points: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +146,7 @@ async fn run_conn(
     path: String,
     stop: Arc<AtomicBool>,
     base_ns: i64,
+    budget: Arc<std::sync::atomic::AtomicI64>,
 ) -> ConnStats {
     let mut stats = ConnStats::default();
     let mut stream: Option<TcpStream> = None;
@@ -150,6 +154,11 @@ async fn run_conn(
     let repeated = (!args.unique).then(|| body(conn, 0, args.batch, false, args.gzip, base_ns));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        // With --points, each request first claims its batch from the budget.
+        if budget.fetch_sub(1, Ordering::Relaxed) <= 0 {
+            budget.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
         let payload = match &repeated {
             Some(b) => b.clone(),
             None => body(conn, seq, args.batch, true, args.gzip, base_ns),
@@ -193,14 +202,18 @@ async fn run_conn(
                 if status == 204 {
                     stats.lines += args.batch as u64;
                     stats.bytes += payload.len() as u64;
-                } else if status == 503 || status == 429 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    budget.fetch_add(1, Ordering::Relaxed); // not taken: send it again
+                    if status == 503 || status == 429 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 if close {
                     stream = None;
                 }
             }
             Err(_) => {
+                budget.fetch_add(1, Ordering::Relaxed);
                 stats.errors += 1;
                 stream = None;
             }
@@ -257,6 +270,10 @@ fn main() -> std::process::ExitCode {
         .expect("starting the runtime");
     let base_ns = heliograph::pipeline::now_ns() - 3_600_000_000_000;
     let stop = Arc::new(AtomicBool::new(false));
+    let batches = args
+        .points
+        .map_or(i64::MAX, |p| p.div_ceil(args.batch.max(1) as u64) as i64);
+    let budget = Arc::new(std::sync::atomic::AtomicI64::new(batches));
     let before = args.pid.and_then(proc_sample);
     let started = Instant::now();
     let (stats, peak_rss) = runtime.block_on(async {
@@ -269,12 +286,13 @@ fn main() -> std::process::ExitCode {
                     path.clone(),
                     Arc::clone(&stop),
                     base_ns,
+                    Arc::clone(&budget),
                 ))
             })
             .collect();
         let mut peak = 0u64;
         let end = Instant::now() + duration;
-        while Instant::now() < end {
+        while Instant::now() < end && !tasks.iter().all(|t| t.is_finished()) {
             if let Some((_, rss)) = args.pid.and_then(proc_sample) {
                 peak = peak.max(rss);
             }
