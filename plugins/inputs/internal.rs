@@ -115,6 +115,29 @@ impl Input for Internal {
                     ],
                 );
             }
+            if let Some(store) = p.store() {
+                // Local buckets: admitted writes are durable at once; "written" is what
+                // compaction has moved into partitions, the backlog the log it has not.
+                let w = store.stats.compacted_points.load(Relaxed);
+                written += w;
+                acc.add(
+                    "internal_write",
+                    &[("output", "outputs.buckets")],
+                    vec![
+                        ("buffer_bytes", int(store.pending_bytes())),
+                        ("metrics_written", int(w)),
+                        ("compactions", int(store.stats.compactions.load(Relaxed))),
+                        (
+                            "corrupt_records",
+                            int(store.stats.corrupt_records.load(Relaxed)),
+                        ),
+                        (
+                            "expired_partitions",
+                            int(store.stats.expired_partitions.load(Relaxed)),
+                        ),
+                    ],
+                );
+            }
             for (id, s) in p.services() {
                 let name = format!("internal_{}", s.name());
                 let fields: Vec<(String, FieldValue)> =

@@ -145,6 +145,8 @@ fn internal_reports_the_agent_the_listener_and_each_output() {
 [[outputs.file]]
   files = ["{dir}/out.lp"]
   buffer = "memory"
+[[outputs.buckets]]
+  compaction_interval = "100ms"
 "#,
     );
     for _ in 0..3 {
@@ -172,9 +174,13 @@ fn internal_reports_the_agent_the_listener_and_each_output() {
         "{listener}"
     );
     assert!(listener.contains("responses_204=3i"), "{listener}");
-    let write = find("internal_write,", "").unwrap();
-    assert!(write.contains("output=outputs.file"), "{write}");
+    let write = find("internal_write,", "output=outputs.file").unwrap();
     assert!(write.contains("buffer_limit=10000i"), "{write}");
+    let ok = eventually(std::time::Duration::from_secs(10), || {
+        find("internal_write,", "output=outputs.buckets")
+            .is_some_and(|l| !l.contains("metrics_written=0i"))
+    });
+    assert!(ok, "{:#?}", agent.lines("out.lp"));
     let gather = find("internal_gather,", "").unwrap();
     assert!(gather.contains("input=inputs.internal"), "{gather}");
     let agent_line = find("internal_agent,", "").unwrap();
