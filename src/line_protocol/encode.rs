@@ -39,11 +39,18 @@ pub fn encode(metric: &Metric, out: &mut String) -> bool {
 }
 
 /// Appends a parsed line as one normalized line (its timestamp `time`, in ns), as [`encode`]
-/// would write the metric it makes, without making it.
+/// would write the metric it makes (floats excepted: their text is kept as written), without
+/// making it.
 pub fn encode_line(line: &Line<'_>, time: i64, out: &mut String) -> bool {
-    let fields = line.fields.iter().map(|(k, v)| {
+    // A float written in valid syntax is copied as written (`1e3`, `0.50`): it reads back to
+    // the same value, and formatting it again was a tenth of the write path's CPU.
+    let mut raw = line.float_text.iter();
+    let fields = line.fields.iter().map(move |(k, v)| {
         let v = match v {
-            Value::Float(f) => Field::Float(*f),
+            Value::Float(f) => match raw.next() {
+                Some(text) => Field::FloatText(text),
+                None => Field::Float(*f),
+            },
             Value::Int(i) => Field::Int(*i),
             Value::UInt(u) => Field::UInt(*u),
             Value::Str(s) => Field::Str(s),
@@ -72,6 +79,8 @@ fn write_float(v: f64, out: &mut String) {
 /// A field value to encode, borrowed.
 enum Field<'a> {
     Float(f64),
+    /// A float's text as written (valid float syntax, finite).
+    FloatText(&'a str),
     Int(i64),
     UInt(u64),
     Str(&'a str),
@@ -106,6 +115,7 @@ fn encode_parts<'a>(
         out.push('=');
         match value {
             Field::Float(v) => write_float(v, out),
+            Field::FloatText(text) => out.push_str(text),
             Field::Int(v) => {
                 let _ = write!(out, "{v}i");
             }

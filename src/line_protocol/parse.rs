@@ -68,6 +68,9 @@ pub struct Line<'a> {
     pub fields: Vec<(Cow<'a, str>, Value<'a>)>,
     /// The timestamp as written, in the write's precision; `None` when the line has none.
     pub timestamp: Option<i64>,
+    /// The text of each float field as written, in field order, so it can be copied instead of
+    /// formatted again; empty when it no longer lines up with the fields (a repeated field).
+    pub float_text: Vec<&'a str>,
 }
 
 impl Line<'_> {
@@ -373,6 +376,7 @@ impl<'a> Parser<'a> {
         let start_column = start - self.line_start + 1;
         line.tags.clear();
         line.fields.clear();
+        line.float_text.clear();
         line.timestamp = None;
         match self.point(line) {
             Ok(end) => {
@@ -481,6 +485,9 @@ impl<'a> Parser<'a> {
                 return Err((j, ParseErrorKind::BadField));
             }
             let (value, k) = self.value(j + 1)?;
+            if matches!(value, Value::Float(_)) {
+                line.float_text.push(&self.src[j + 1..k]);
+            }
             line.fields.push((key, value));
             i = k;
             match bytes.get(i) {
@@ -690,6 +697,14 @@ fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
         }
         // InfluxDB drops a `time` field silently when other fields remain.
         line.fields.remove(i);
+    }
+    let floats = line
+        .fields
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::Float(_)))
+        .count();
+    if floats != line.float_text.len() {
+        line.float_text.clear(); // fields were merged or dropped: format the values instead
     }
     if !line.tags.is_empty() {
         for (key, _) in &line.fields {

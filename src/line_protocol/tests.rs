@@ -404,3 +404,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn float_text_is_kept_in_field_order_or_dropped_when_fields_merge() {
+    let line = |text: &'static str| Parser::new(text).next().unwrap().unwrap();
+    assert_eq!(line("m a=1.50,b=2i,c=3e0 1").float_text, ["1.50", "3e0"]);
+    // A repeated field: the values no longer line up with the text, so none is kept.
+    assert!(line("m a=1.50,a=2.0 1").float_text.is_empty());
+    // A `time` field dropped: the same.
+    assert!(line("m time=1.0,v=2.5 1").float_text.is_empty());
+    // Encoding a line copies the kept text.
+    let mut out = String::new();
+    assert!(crate::line_protocol::encode_line(
+        &line("m a=1.50,c=3e0 7"),
+        7,
+        &mut out
+    ));
+    assert_eq!(out, "m a=1.50,c=3e0 7\n");
+}
