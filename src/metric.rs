@@ -134,6 +134,29 @@ impl Metric {
         }
     }
 
+    /// Sets the tags `f` gives, seeing every tag first: `f(key, value)` returns the key to set
+    /// (its own or another) and the new value, or `None` to leave the tag alone.
+    pub fn update_tags(&mut self, mut f: impl FnMut(&str, &str) -> Option<(String, String)>) {
+        let changes: Vec<(String, String)> =
+            self.tags.iter().filter_map(|(k, v)| f(k, v)).collect();
+        for (k, v) in changes {
+            self.add_tag(k, v);
+        }
+    }
+
+    /// Sets the fields `f` gives, seeing every field first: `f(key, value)` returns the key to
+    /// set (its own or another) and the new value, or `None` to leave the field alone.
+    pub fn update_fields(
+        &mut self,
+        mut f: impl FnMut(&str, &FieldValue) -> Option<(String, FieldValue)>,
+    ) {
+        let changes: Vec<(String, FieldValue)> =
+            self.fields.iter().filter_map(|(k, v)| f(k, v)).collect();
+        for (k, v) in changes {
+            self.add_field(k, v);
+        }
+    }
+
     /// Removes tag `key`, returning its value.
     pub fn remove_tag(&mut self, key: &str) -> Option<String> {
         let i = self

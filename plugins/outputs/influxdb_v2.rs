@@ -4,10 +4,9 @@
 
 use serde::Deserialize;
 
-use super::super::{BuildContext, BuildError, Output, WriteError};
+use super::super::{BuildContext, BuildError, Output};
 use super::influxdb::relay::{Protocol, Relay};
 use crate::config::ConfigDuration;
-use crate::metric::Metric;
 
 /// What users may write under `[[outputs.influxdb_v2]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,26 +75,5 @@ impl Output for InfluxdbV2 {
         Ok(InfluxdbV2 { relay })
     }
 
-    async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
-        self.relay.write(batch).await
-    }
-
-    fn dead_lettered(&self) -> u64 {
-        self.relay.dead_lettered()
-    }
-
-    fn in_flight(&self) -> usize {
-        self.relay.in_flight()
-    }
-
-    fn takes_runs(&self) -> bool {
-        true
-    }
-
-    async fn write_runs(
-        &mut self,
-        runs: &[crate::buffer::record::Run<'_>],
-    ) -> Result<(), WriteError> {
-        self.relay.write_runs(runs).await
-    }
+    super::influxdb::relay::relay_output_methods!();
 }

@@ -128,31 +128,20 @@ impl Processor for Enum {
     fn apply(&mut self, mut metrics: Vec<Metric>) -> Vec<Metric> {
         for m in &mut metrics {
             for map in &self.mappings {
+                let key = |k: &str| map.dest.clone().unwrap_or_else(|| k.to_owned());
                 if let Some(globs) = &map.tags {
-                    let hits: Vec<(String, FieldValue)> = m
-                        .tags
-                        .iter()
-                        .filter(|(k, _)| globs.is_match(k))
-                        .filter_map(|(k, v)| {
-                            Some((k.clone(), map.lookup(&FieldValue::Str(v.clone()))?))
-                        })
-                        .collect();
-                    for (k, v) in hits {
-                        let key = map.dest.clone().unwrap_or(k);
-                        m.add_tag(key, v.to_text().into_owned());
-                    }
+                    m.update_tags(|k, v| {
+                        if !globs.is_match(k) {
+                            return None;
+                        }
+                        let mapped = map.lookup(&FieldValue::Str(v.to_owned()))?;
+                        Some((key(k), mapped.to_text().into_owned()))
+                    });
                 }
                 if let Some(globs) = &map.fields {
-                    let hits: Vec<(String, FieldValue)> = m
-                        .fields
-                        .iter()
-                        .filter(|(k, _)| globs.is_match(k))
-                        .filter_map(|(k, v)| Some((k.clone(), map.lookup(v)?)))
-                        .collect();
-                    for (k, v) in hits {
-                        let key = map.dest.clone().unwrap_or(k);
-                        m.add_field(key, v);
-                    }
+                    m.update_fields(|k, v| {
+                        globs.is_match(k).then(|| Some((key(k), map.lookup(v)?)))?
+                    });
                 }
             }
         }

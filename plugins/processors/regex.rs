@@ -104,6 +104,12 @@ impl Rename {
         })
     }
 
+    /// The renames this rule makes among `keys`: (old, new) for each key it changes.
+    fn plan<'k>(&self, keys: impl Iterator<Item = &'k String>) -> Vec<(String, String)> {
+        keys.filter_map(|k| Some((k.clone(), self.rename(k)?)))
+            .collect()
+    }
+
     fn rename(&self, name: &str) -> Option<String> {
         if !self.re.is_match(name) {
             return None;
@@ -162,6 +168,8 @@ impl Processor for Regex {
     fn apply(&mut self, mut metrics: Vec<Metric>) -> Vec<Metric> {
         for m in &mut metrics {
             for rule in &self.tags {
+                // Applied one by one: with `append`, each result joins what `result_key` holds
+                // by then.
                 let hits: Vec<(String, String)> = m
                     .tags
                     .iter()
@@ -182,47 +190,28 @@ impl Processor for Regex {
                 }
             }
             for rule in &self.fields {
-                let hits: Vec<(String, String)> = m
-                    .fields
-                    .iter()
-                    .filter(|(k, _)| rule.key.is_match(k))
-                    .filter_map(|(k, v)| match v {
-                        FieldValue::Str(s) => Some((k.clone(), rule.replace(s)?)),
-                        _ => None,
-                    })
-                    .collect();
-                for (k, new) in hits {
-                    let key = rule.result_key.clone().unwrap_or(k);
-                    m.add_field(key, FieldValue::Str(new));
-                }
+                m.update_fields(|k, v| {
+                    let FieldValue::Str(s) = v else { return None };
+                    let new = rule.key.is_match(k).then(|| rule.replace(s))??;
+                    let key = rule.result_key.clone().unwrap_or_else(|| k.to_owned());
+                    Some((key, FieldValue::Str(new)))
+                });
             }
             for rule in &self.tag_rename {
-                let renames: Vec<(String, String)> = m
-                    .tags
-                    .iter()
-                    .filter_map(|(k, _)| Some((k.clone(), rule.rename(k)?)))
-                    .collect();
-                for (old, new) in renames {
-                    if rule.keep && m.tag(&new).is_some() {
-                        continue;
-                    }
-                    if let Some(v) = m.remove_tag(&old) {
-                        m.add_tag(new, v);
+                for (old, new) in rule.plan(m.tags.iter().map(|(k, _)| k)) {
+                    if !(rule.keep && m.tag(&new).is_some()) {
+                        if let Some(v) = m.remove_tag(&old) {
+                            m.add_tag(new, v);
+                        }
                     }
                 }
             }
             for rule in &self.field_rename {
-                let renames: Vec<(String, String)> = m
-                    .fields
-                    .iter()
-                    .filter_map(|(k, _)| Some((k.clone(), rule.rename(k)?)))
-                    .collect();
-                for (old, new) in renames {
-                    if rule.keep && m.field(&new).is_some() {
-                        continue;
-                    }
-                    if let Some(v) = m.remove_field(&old) {
-                        m.add_field(new, v);
+                for (old, new) in rule.plan(m.fields.iter().map(|(k, _)| k)) {
+                    if !(rule.keep && m.field(&new).is_some()) {
+                        if let Some(v) = m.remove_field(&old) {
+                            m.add_field(new, v);
+                        }
                     }
                 }
             }

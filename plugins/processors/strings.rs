@@ -234,45 +234,30 @@ impl Step {
                 }
             }
         }
+        // With `dest`, the result goes there (even when unchanged); without, in place.
         if let Some(g) = &self.tag {
-            let changes: Vec<(String, String)> = m
-                .tags
-                .iter()
-                .filter(|(k, _)| g.is_match(k))
-                .filter_map(|(k, v)| {
-                    let new = self.op.run(v);
-                    match (&self.dest, new) {
-                        (Some(dest), new) => Some((dest.clone(), new.unwrap_or_else(|| v.clone()))),
-                        (None, Some(new)) => Some((k.clone(), new)),
-                        (None, None) => None,
-                    }
-                })
-                .collect();
-            for (k, v) in changes {
-                m.add_tag(k, v);
-            }
+            m.update_tags(|k, v| {
+                if !g.is_match(k) {
+                    return None;
+                }
+                match (&self.dest, self.op.run(v)) {
+                    (Some(dest), new) => Some((dest.clone(), new.unwrap_or_else(|| v.to_owned()))),
+                    (None, new) => Some((k.to_owned(), new?)),
+                }
+            });
         }
         if let Some(g) = &self.field {
-            let changes: Vec<(String, FieldValue)> = m
-                .fields
-                .iter()
-                .filter(|(k, _)| g.is_match(k))
-                .filter_map(|(k, v)| {
-                    let FieldValue::Str(s) = v else { return None };
-                    let new = self.op.run(s);
-                    match (&self.dest, new) {
-                        (Some(dest), new) => Some((
-                            dest.clone(),
-                            FieldValue::Str(new.unwrap_or_else(|| s.clone())),
-                        )),
-                        (None, Some(new)) => Some((k.clone(), FieldValue::Str(new))),
-                        (None, None) => None,
-                    }
-                })
-                .collect();
-            for (k, v) in changes {
-                m.add_field(k, v);
-            }
+            m.update_fields(|k, v| {
+                let FieldValue::Str(s) = v else { return None };
+                if !g.is_match(k) {
+                    return None;
+                }
+                let (key, text) = match (&self.dest, self.op.run(s)) {
+                    (Some(dest), new) => (dest.clone(), new.unwrap_or_else(|| s.clone())),
+                    (None, new) => (k.to_owned(), new?),
+                };
+                Some((key, FieldValue::Str(text)))
+            });
         }
         if let Some(g) = &self.tag_key {
             let renames: Vec<(String, String)> = m

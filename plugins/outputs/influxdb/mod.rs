@@ -8,9 +8,8 @@ pub mod relay;
 
 use serde::Deserialize;
 
-use super::super::{BuildContext, BuildError, Output, WriteError};
+use super::super::{BuildContext, BuildError, Output};
 use crate::config::ConfigDuration;
-use crate::metric::Metric;
 use relay::{Protocol, Relay};
 
 /// What users may write under `[[outputs.influxdb]]`.
@@ -91,26 +90,5 @@ impl Output for Influxdb {
         Ok(Influxdb { relay })
     }
 
-    async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
-        self.relay.write(batch).await
-    }
-
-    fn dead_lettered(&self) -> u64 {
-        self.relay.dead_lettered()
-    }
-
-    fn in_flight(&self) -> usize {
-        self.relay.in_flight()
-    }
-
-    fn takes_runs(&self) -> bool {
-        true
-    }
-
-    async fn write_runs(
-        &mut self,
-        runs: &[crate::buffer::record::Run<'_>],
-    ) -> Result<(), WriteError> {
-        self.relay.write_runs(runs).await
-    }
+    relay::relay_output_methods!();
 }

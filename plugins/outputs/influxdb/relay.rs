@@ -505,6 +505,39 @@ impl Relay {
     }
 }
 
+/// The [`crate::plugins::Output`] methods of an output that is a [`Relay`] in a field `relay`:
+/// batches and line protocol runs go to it as they are.
+macro_rules! relay_output_methods {
+    () => {
+        async fn write(
+            &mut self,
+            batch: &[crate::metric::Metric],
+        ) -> Result<(), crate::plugins::WriteError> {
+            self.relay.write(batch).await
+        }
+
+        fn dead_lettered(&self) -> u64 {
+            self.relay.dead_lettered()
+        }
+
+        fn in_flight(&self) -> usize {
+            self.relay.in_flight()
+        }
+
+        fn takes_runs(&self) -> bool {
+            true
+        }
+
+        async fn write_runs(
+            &mut self,
+            runs: &[crate::buffer::record::Run<'_>],
+        ) -> Result<(), crate::plugins::WriteError> {
+            self.relay.write_runs(runs).await
+        }
+    };
+}
+pub(crate) use relay_output_methods;
+
 /// Runs every future to completion, concurrently; results in order.
 async fn join_all<T>(mut futures: Vec<crate::plugins::BoxFuture<'_, T>>) -> Vec<T> {
     let mut results: Vec<Option<T>> = futures.iter().map(|_| None).collect();
