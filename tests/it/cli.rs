@@ -2,26 +2,22 @@
 
 use std::process::Command;
 
-use crate::harness::{binary, check};
+use crate::harness::{binary, check, run_ok};
 
 #[test]
 fn check_accepts_the_shipped_config() {
-    let out = Command::new(binary())
-        .args([
+    let out = run_ok(
+        &[
             "check",
             "--config",
             concat!(env!("CARGO_MANIFEST_DIR"), "/agent.toml"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[],
+        None,
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok (12 inputs, 0 processors, 1 outputs)")
-    );
+    assert!(out
+        .concat()
+        .contains("ok (12 inputs, 0 processors, 1 outputs)"));
 }
 
 #[test]

@@ -101,25 +101,11 @@ impl TestAgent {
 
     /// Runs `heliograph export` on this agent's config; returns its lines (sorted as printed).
     pub fn export(&self, db: &str, extra: &[&str]) -> Vec<String> {
-        let out = Command::new(binary())
-            .arg("export")
-            .arg("--config")
-            .arg(self.path("agent.toml"))
-            .args(["--db", db])
-            .args(extra)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "export failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let config = self.path("agent.toml");
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["export".into(), "--config".into(), config.into_os_string()];
+        args.extend(["--db", db].iter().chain(extra).map(Into::into));
+        run_ok(&args, &[], Some(self.dir.path()))
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
@@ -278,4 +264,33 @@ pub fn check(config: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs the binary with `args` and `env` (in `cwd` when given); asserts it succeeded and
+/// returns its standard output, line by line.
+pub fn run_ok<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, String)],
+    cwd: Option<&Path>,
+) -> Vec<String> {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "heliograph {:?} failed: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

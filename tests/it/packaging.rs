@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::binary;
+use crate::harness::{binary, run_ok};
 
 #[test]
 fn unit_file_passes_systemd_analyze_verify() {
@@ -38,17 +38,14 @@ fn unit_file_passes_systemd_analyze_verify() {
 
 #[test]
 fn packaged_config_passes_check() {
-    let out = Command::new(binary())
-        .args([
+    // run_ok asserts the exit status.
+    run_ok(
+        &[
             "check",
             "--config",
             concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/agent.toml"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[],
+        None,
     );
 }

@@ -227,3 +227,49 @@ fn a_reload_that_cannot_start_goes_back_to_the_running_configuration() {
         .contains(&format!("m,gen=g0 v=2i {now}")));
     drop(taken);
 }
+
+/// An output whose buffer changes from memory to disk on reload keeps what it held: the points
+/// move to the disk buffer, survive a SIGKILL, and are written after the restart.
+#[test]
+fn a_buffer_changed_to_disk_on_reload_keeps_its_points_through_a_crash() {
+    let config = |buffer: &str, flush: &str| {
+        format!(
+            r#"
+[agent]
+  data_dir = "{{dir}}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.file]]
+  files = ["{{dir}}/out.lp"]
+  buffer = "{buffer}"
+  flush_interval = "{flush}"
+  metric_batch_size = 1000000
+"#
+        )
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut agent = TestAgent::start_in(Arc::clone(&dir), &config("memory", "1h"));
+    let body = "m v=1i 1\nm v=2i 2\nm v=3i 3\n";
+    assert_eq!(
+        post(&agent.url("/write?db=t"), &[], body.as_bytes()).status,
+        204
+    );
+    // Same output, now on disk: SIGHUP moves its queue there.
+    let disk = config("disk", "1h").replace("{dir}", dir.path().to_str().unwrap());
+    std::fs::write(dir.path().join("agent.toml"), disk).unwrap();
+    signal(&agent.child, "HUP");
+    let ok = eventually(Duration::from_secs(10), || {
+        agent.logs().contains("configuration reloaded")
+    });
+    assert!(ok, "{}", agent.logs());
+    assert!(agent.lines("out.lp").is_empty(), "nothing written yet");
+    // Killed before any flush: only the disk buffer has the points.
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    drop(agent);
+    let agent = TestAgent::start_in(Arc::clone(&dir), &config("disk", "100ms"));
+    let ok = eventually(Duration::from_secs(10), || agent.lines("out.lp").len() == 3);
+    assert!(ok, "{:?}\n{}", agent.lines("out.lp"), agent.logs());
+    assert_eq!(agent.lines("out.lp"), ["m v=1i 1", "m v=2i 2", "m v=3i 3"]);
+}

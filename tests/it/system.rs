@@ -1,9 +1,7 @@
 //! The system inputs through the real binary: `--test` on a fixture host (exact output) and on
 //! this machine with the shipped `agent.toml` (every measurement, rates included).
 
-use std::process::Command;
-
-use crate::harness::binary;
+use crate::harness::run_ok;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/host");
 
@@ -31,22 +29,9 @@ const CONFIG: &str = r#"
 "#;
 
 fn run_test(config_path: &std::path::Path, env: &[(&str, String)]) -> Vec<String> {
-    let out = Command::new(binary())
-        .args(["--test", "--config"])
-        .arg(config_path)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let args: [&std::ffi::OsStr; 3] =
+        ["--test".as_ref(), "--config".as_ref(), config_path.as_ref()];
+    run_ok(&args, env, None)
 }
 
 fn without_time(line: &str) -> &str {
