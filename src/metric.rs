@@ -157,6 +157,48 @@ impl Metric {
         }
     }
 
+    /// Applies Telegraf's `name_override`, then `name_prefix` and `name_suffix`.
+    pub fn rename_measurement(
+        &mut self,
+        name_override: Option<&str>,
+        prefix: Option<&str>,
+        suffix: Option<&str>,
+    ) {
+        if let Some(name) = name_override {
+            self.name.clear();
+            self.name.push_str(name);
+        }
+        if let Some(prefix) = prefix {
+            self.name.insert_str(0, prefix);
+        }
+        if let Some(suffix) = suffix {
+            self.name.push_str(suffix);
+        }
+    }
+
+    /// Renames tag `from` to `to`, replacing a tag already named `to`; false without `from`.
+    pub fn rename_tag(&mut self, from: &str, to: impl Into<String>) -> bool {
+        match self.remove_tag(from) {
+            Some(v) => {
+                self.add_tag(to, v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Renames field `from` to `to` (it moves to the end), replacing a field already named `to`;
+    /// false without `from`.
+    pub fn rename_field(&mut self, from: &str, to: impl Into<String>) -> bool {
+        match self.remove_field(from) {
+            Some(v) => {
+                self.add_field(to, v);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes tag `key`, returning its value.
     pub fn remove_tag(&mut self, key: &str) -> Option<String> {
         let i = self

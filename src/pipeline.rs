@@ -959,15 +959,11 @@ impl InputShape {
             if !self.filter.select(m) {
                 return false;
             }
-            if let Some(name) = &c.name_override {
-                m.name.clone_from(name);
-            }
-            if let Some(prefix) = &c.name_prefix {
-                m.name.insert_str(0, prefix);
-            }
-            if let Some(suffix) = &c.name_suffix {
-                m.name.push_str(suffix);
-            }
+            m.rename_measurement(
+                c.name_override.as_deref(),
+                c.name_prefix.as_deref(),
+                c.name_suffix.as_deref(),
+            );
             add_missing_tags(m, &self.plugin_tags);
             add_missing_tags(m, agent_tags);
             self.filter.modify(m);

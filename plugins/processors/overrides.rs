@@ -36,15 +36,11 @@ impl Processor for Override {
     fn apply(&mut self, mut metrics: Vec<Metric>) -> Vec<Metric> {
         let c = &self.config;
         for m in &mut metrics {
-            if let Some(name) = &c.name_override {
-                m.name.clone_from(name);
-            }
-            if let Some(prefix) = &c.name_prefix {
-                m.name.insert_str(0, prefix);
-            }
-            if let Some(suffix) = &c.name_suffix {
-                m.name.push_str(suffix);
-            }
+            m.rename_measurement(
+                c.name_override.as_deref(),
+                c.name_prefix.as_deref(),
+                c.name_suffix.as_deref(),
+            );
             for (k, v) in &c.tags {
                 m.add_tag(k.clone(), v.clone());
             }

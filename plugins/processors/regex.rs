@@ -200,18 +200,14 @@ impl Processor for Regex {
             for rule in &self.tag_rename {
                 for (old, new) in rule.plan(m.tags.iter().map(|(k, _)| k)) {
                     if !(rule.keep && m.tag(&new).is_some()) {
-                        if let Some(v) = m.remove_tag(&old) {
-                            m.add_tag(new, v);
-                        }
+                        m.rename_tag(&old, new);
                     }
                 }
             }
             for rule in &self.field_rename {
                 for (old, new) in rule.plan(m.fields.iter().map(|(k, _)| k)) {
                     if !(rule.keep && m.field(&new).is_some()) {
-                        if let Some(v) = m.remove_field(&old) {
-                            m.add_field(new, v);
-                        }
+                        m.rename_field(&old, new);
                     }
                 }
             }

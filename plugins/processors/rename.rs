@@ -76,14 +76,10 @@ impl Processor for Rename {
                         }
                     }
                     Target::Tag(from) => {
-                        if let Some(v) = m.remove_tag(from) {
-                            m.add_tag(dest.clone(), v);
-                        }
+                        m.rename_tag(from, dest.as_str());
                     }
                     Target::Field(from) => {
-                        if let Some(v) = m.remove_field(from) {
-                            m.add_field(dest.clone(), v);
-                        }
+                        m.rename_field(from, dest.as_str());
                     }
                 }
             }

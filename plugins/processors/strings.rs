@@ -267,9 +267,7 @@ impl Step {
                 .filter_map(|(k, _)| Some((k.clone(), self.op.run(k)?)))
                 .collect();
             for (old, new) in renames {
-                if let Some(v) = m.remove_tag(&old) {
-                    m.add_tag(new, v);
-                }
+                m.rename_tag(&old, new);
             }
         }
         if let Some(g) = &self.field_key {

@@ -61,6 +61,32 @@ struct State {
     cursor_at: Option<Instant>,
 }
 
+impl State {
+    /// Queues a durable record of `points` points, keeping its payload in memory while the
+    /// cache has room.
+    fn push_record<P: AsRef<[u8]> + Into<Arc<[u8]>>>(
+        &mut self,
+        seq: u64,
+        points: usize,
+        payload: P,
+    ) {
+        let bytes = payload.as_ref().len() as u64;
+        self.queued += points;
+        self.queued_bytes += bytes;
+        let cache = self.cached + bytes <= CACHE_BYTES;
+        if cache {
+            self.cached += bytes;
+        }
+        self.records.push_back(Rec {
+            admitted: Instant::now(),
+            seq,
+            points,
+            bytes,
+            payload: cache.then(|| payload.into()),
+        });
+    }
+}
+
 /// A durable queue of points for one output; see the module docs.
 #[derive(Debug)]
 pub struct DiskBuffer {
@@ -105,20 +131,7 @@ impl DiskBuffer {
                 tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
                 continue;
             };
-            let bytes = r.payload.len() as u64;
-            st.queued += points;
-            st.queued_bytes += bytes;
-            let cache = st.cached + bytes <= CACHE_BYTES;
-            if cache {
-                st.cached += bytes;
-            }
-            st.records.push_back(Rec {
-                admitted: Instant::now(),
-                seq: r.seq,
-                points,
-                bytes,
-                payload: cache.then(|| r.payload.into()),
-            });
+            st.push_record(r.seq, points, r.payload);
         }
         if st.queued > 0 {
             tracing::info!(output = %output, points = st.queued, "resuming a disk buffer backlog");
@@ -405,7 +418,6 @@ impl DiskReservation {
         payload: Arc<[u8]>,
         points: usize,
     ) -> Result<(), Refusal> {
-        let bytes = payload.len() as u64;
         let b = Arc::clone(&self.buffer);
         let seq = b
             .log
@@ -419,19 +431,7 @@ impl DiskReservation {
         {
             let mut st = b.lock();
             st.reserved -= self.points;
-            st.queued += points;
-            st.queued_bytes += bytes;
-            let cache = st.cached + bytes <= CACHE_BYTES;
-            if cache {
-                st.cached += bytes;
-            }
-            st.records.push_back(Rec {
-                admitted: Instant::now(),
-                seq,
-                points,
-                bytes,
-                payload: cache.then_some(payload),
-            });
+            st.push_record(seq, points, payload);
         }
         self.done = true;
         b.arrived.notify_one();

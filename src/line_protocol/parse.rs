@@ -74,6 +74,19 @@ pub struct Line<'a> {
 }
 
 impl Line<'_> {
+    /// The timestamp in ns: as written scaled by `precision`, or `default_time` when absent.
+    ///
+    /// # Errors
+    /// [`ParseErrorKind::TimestampOutOfRange`] when the scaled timestamp does not fit in an i64.
+    pub fn time_ns(&self, precision: Precision, default_time: i64) -> Result<i64, ParseErrorKind> {
+        match self.timestamp {
+            Some(ts) => ts
+                .checked_mul(precision.nanos())
+                .ok_or(ParseErrorKind::TimestampOutOfRange),
+            None => Ok(default_time),
+        }
+    }
+
     /// An owned metric: the timestamp scaled to ns by `precision`, or `default_time` when absent.
     ///
     /// # Errors
@@ -84,12 +97,7 @@ impl Line<'_> {
         default_time: i64,
         origin: &Arc<Origin>,
     ) -> Result<Metric, ParseErrorKind> {
-        let time = match self.timestamp {
-            Some(ts) => ts
-                .checked_mul(precision.nanos())
-                .ok_or(ParseErrorKind::TimestampOutOfRange)?,
-            None => default_time,
-        };
+        let time = self.time_ns(precision, default_time)?;
         Ok(Metric {
             name: self.measurement.to_string(),
             tags: self

@@ -398,19 +398,16 @@ pub fn parse_lp(
             errors.push(e);
             continue;
         }
-        let time = match line.timestamp {
-            Some(ts) => match ts.checked_mul(precision.nanos()) {
-                Some(t) => t,
-                None => {
-                    errors.push(ParseError {
-                        line: parser.last_line(),
-                        column: 1,
-                        kind: ParseErrorKind::TimestampOutOfRange,
-                    });
-                    continue;
-                }
-            },
-            None => default_time,
+        let time = match line.time_ns(precision, default_time) {
+            Ok(t) => t,
+            Err(kind) => {
+                errors.push(ParseError {
+                    line: parser.last_line(),
+                    column: 1,
+                    kind,
+                });
+                continue;
+            }
         };
         if crate::line_protocol::encode_line(&line, time, &mut out.text) {
             out.points += 1;
