@@ -211,4 +211,17 @@ mod tests {
             ["kernel boot_time=3i,context_switches=2i,interrupts=1i,processes_forked=4i,entropy_avail=256i 1"]
         );
     }
+
+    #[test]
+    fn a_missing_file_fails_the_gather_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut input = Kernel::with_roots(Config::default(), Roots::under(dir.path())).unwrap();
+        let mut acc = Accumulator::new(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(input.gather(&mut acc)).unwrap_err();
+        assert!(err.message.contains("proc/stat"), "{}", err.message);
+        assert!(acc.into_metrics().is_empty());
+    }
 }

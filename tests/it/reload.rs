@@ -273,3 +273,56 @@ fn a_buffer_changed_to_disk_on_reload_keeps_its_points_through_a_crash() {
     assert!(ok, "{:?}\n{}", agent.lines("out.lp"), agent.logs());
     assert_eq!(agent.lines("out.lp"), ["m v=1i 1", "m v=2i 2", "m v=3i 3"]);
 }
+
+/// An output removed by a reload: its memory buffer's points are dropped, and the log says how
+/// many; the remaining outputs keep theirs.
+#[test]
+fn an_output_removed_by_reload_is_logged_with_what_it_held() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let both = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.file]]
+  alias = "kept"
+  files = ["{dir}/kept.lp"]
+  buffer = "memory"
+  flush_interval = "1h"
+  metric_batch_size = 1000000
+[[outputs.file]]
+  alias = "gone"
+  files = ["{dir}/gone.lp"]
+  buffer = "memory"
+  flush_interval = "1h"
+  metric_batch_size = 1000000
+"#;
+    let mut agent = TestAgent::start_in(Arc::clone(&dir), both);
+    assert_eq!(
+        post(&agent.url("/write?db=t"), &[], b"m v=1i 1\nm v=2i 2\n").status,
+        204
+    );
+    let one = both.replace("{dir}", dir.path().to_str().unwrap());
+    let one = &one[..one.find("[[outputs.file]]\n  alias = \"gone\"").unwrap()];
+    std::fs::write(dir.path().join("agent.toml"), one).unwrap();
+    signal(&agent.child, "HUP");
+    let ok = eventually(Duration::from_secs(10), || {
+        agent.logs().contains("configuration reloaded")
+    });
+    assert!(ok, "{}", agent.logs());
+    let logs = agent.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("output removed by the reload"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        line.contains("output=outputs.file::gone") && line.contains("points=2"),
+        "{line}"
+    );
+    // The kept output still holds its two points; the stop writes them.
+    let status = agent.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    assert_eq!(agent.lines("kept.lp"), ["m v=1i 1", "m v=2i 2"]);
+    assert!(agent.lines("gone.lp").is_empty());
+}

@@ -195,3 +195,29 @@ fn bad_certificate_files_fail_check_and_certificates_reload_on_sighup() {
     assert!(ok, "{}", agent.logs());
     assert_eq!(write(&client(&ca2, None, ALL), &https), Ok(204));
 }
+
+/// A client that connects and never starts the handshake is dropped after `read_timeout`: it
+/// cannot hold a connection slot.
+#[test]
+fn a_silent_client_is_dropped_after_read_timeout() {
+    use std::io::Read;
+    let ca = new_ca("test ca");
+    let dir = with_certs(&ca);
+    let agent = TestAgent::start_in(Arc::clone(&dir), &config("  read_timeout = \"300ms\""));
+    let mut silent = std::net::TcpStream::connect(&agent.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server closes the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The listener still serves others.
+    let https = format!("https://{}/write?db=x", agent.addr);
+    assert_eq!(write(&client(&ca, None, ALL), &https), Ok(204));
+}

@@ -177,6 +177,9 @@ pub struct State {
     pipeline: Arc<Pipeline>,
     /// The listener's selectors, `name_*` and `tags`.
     shape: Arc<crate::pipeline::InputShape>,
+    /// Whether writes go as line protocol (`Pipeline::deliver_lp`): nothing on the way, here or
+    /// in the pipeline, needs them as metrics. Fixed for the listener's life.
+    lp_path: bool,
     shutdown: tokio_util::sync::CancellationToken,
     /// Counters.
     pub stats: Arc<ListenerStats>,
@@ -255,7 +258,10 @@ impl ServiceInput for InfluxdbListener {
             message: format!("{}: cannot read the bound address", cx.id),
             source: Some(e),
         })?;
+        let lp_path =
+            cx.pipeline.takes_lp() && cx.shape.is_plain() && !self.settings.add_agent_tags;
         let state = Arc::new(State {
+            lp_path,
             settings: self.settings,
             pipeline: cx.pipeline,
             shape: cx.shape,

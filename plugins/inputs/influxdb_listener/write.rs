@@ -201,10 +201,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
     let origin = Arc::new(origin);
     // Nothing on the way needs the points as metrics: they go to the store and disk buffers as
     // the normalized line protocol they are parsed into, never becoming `Metric`s.
-    let lp_path = state.pipeline.takes_lp()
-        && state.shape.is_plain()
-        && !state.settings.add_agent_tags
-        && !origin.db.is_empty();
+    let lp_path = state.lp_path && !origin.db.is_empty();
     let (write, errors) = if lp_path {
         let (lp, errors) = parse_lp(text, precision, default_time, state.settings.max_line);
         (Parsed::Lp(lp), errors)
