@@ -269,8 +269,9 @@ pub fn read_while(
 pub type Position = (u64, u64);
 
 /// Reads records with `seq >= from` in order, streaming from `hint` when it is given (the
-/// position returned by the previous call), until `each` returns false. Returns the position
-/// just past the last record handed out, for the next call.
+/// position returned by the previous call), until `each` returns false or the log ends. Returns
+/// the position just past the last record handed out (or, at the end, past the last complete
+/// record), for the next call.
 ///
 /// This is the fast path for a consumer that keeps reading where it stopped; on anything
 /// unexpected (the hint's segment is gone, a record that does not validate) it falls back to
@@ -296,6 +297,7 @@ pub fn read_streaming(
         },
     };
     let mut last_seq = from.saturating_sub(1);
+    let mut end = None;
     for (first, path) in segs.iter().filter(|(f, _)| *f >= start.0) {
         let offset = if *first == start.0 { start.1 } else { 0 };
         let mut file = match File::open(path) {
@@ -336,8 +338,14 @@ pub fn read_streaming(
                 return Ok(Some((*first, at)));
             }
         }
+        end = Some((*first, at));
     }
-    Ok(None)
+    Ok(end)
+}
+
+/// Bytes a record with a payload of `len` bytes takes in a segment.
+pub fn framed_len(len: usize) -> u64 {
+    (HEADER + len) as u64
 }
 
 fn slow(dir: &Path, from: u64, each: impl FnMut(Record) -> bool) -> io::Result<Option<Position>> {

@@ -4,11 +4,12 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::blocks::{self, Block, BlockWriter};
 use super::{line_time, names, paths, read_cursor, write_atomic, BucketStore, Catalog};
 use crate::buffer::record;
 use crate::wal;
@@ -204,19 +205,32 @@ type Lines<'a> = Vec<(i64, &'a str)>;
 /// A sorted stream of (time, line): a chunk, or log records sorted in memory.
 pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
 
-/// A sorted stream of (time, line) from a chunk.
+/// A sorted stream of (time, line) from a chunk, or from a range of its blocks.
 pub(crate) struct ChunkLines {
-    reader: BufReader<flate2::read::MultiGzDecoder<BufReader<File>>>,
+    reader: BufReader<Box<dyn Read + Send>>,
     buf: String,
 }
 
 impl ChunkLines {
     pub(crate) fn open(path: &Path) -> io::Result<ChunkLines> {
         let f = File::open(path)?;
-        Ok(ChunkLines {
-            reader: BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
+        Ok(ChunkLines::new(Box::new(
+            flate2::read::MultiGzDecoder::new(BufReader::new(f)),
+        )))
+    }
+
+    /// The lines of `size` bytes of whole blocks from `offset`.
+    fn range(path: &Path, offset: u64, size: u64) -> io::Result<ChunkLines> {
+        Ok(ChunkLines::new(Box::new(blocks::open_range(
+            path, offset, size,
+        )?)))
+    }
+
+    fn new(reader: Box<dyn Read + Send>) -> ChunkLines {
+        ChunkLines {
+            reader: BufReader::with_capacity(1 << 16, reader),
             buf: String::new(),
-        })
+        }
     }
 }
 
@@ -305,16 +319,14 @@ fn merge_from(live: &[Chunk]) -> Option<usize> {
     (live.len() - from >= MERGE_AT).then_some(from)
 }
 
-/// Bytes of lines handed to the compressor at once.
-const COMPRESS_BATCH: usize = 256 << 10;
-
-/// Writes sorted lines as a chunk, durably: temporary file, fsync, rename, fsync of the dir.
-fn write_chunk<S: AsRef<str>>(
+/// Writes a chunk durably: temporary file, `fill` writes its blocks, fsync, rename, fsync of
+/// the directory (and of new parent directories).
+fn write_chunk(
     dir: &Path,
     first: u64,
     last: u64,
-    lines: impl Iterator<Item = io::Result<(i64, S)>>,
-) -> io::Result<u64> {
+    fill: impl FnOnce(&mut BlockWriter<BufWriter<File>>) -> io::Result<()>,
+) -> io::Result<()> {
     let created = !dir.exists();
     fs::create_dir_all(dir)?;
     let path = dir.join(chunk_name(first, last));
@@ -324,19 +336,9 @@ fn write_chunk<S: AsRef<str>>(
         .write(true)
         .truncate(true)
         .open(&tmp)?;
-    let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
-    // Lines reach the compressor in large writes: each write to it prepares a whole output
-    // buffer, which per line cost more than the compression itself.
-    let mut out = BufWriter::with_capacity(COMPRESS_BATCH, gz);
-    let mut n = 0;
-    for item in lines {
-        let (_, line) = item?;
-        out.write_all(line.as_ref().as_bytes())?;
-        out.write_all(b"\n")?;
-        n += 1;
-    }
-    let gz = out.into_inner().map_err(|e| e.into_error())?;
-    let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    let mut writer = BlockWriter::new(BufWriter::with_capacity(1 << 16, file));
+    fill(&mut writer)?;
+    let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     fs::rename(&tmp, &path)?;
     wal::sync_dir(dir)?;
@@ -350,7 +352,66 @@ fn write_chunk<S: AsRef<str>>(
             }
         }
     }
-    Ok(n)
+    Ok(())
+}
+
+/// One input's share of a merge cluster: a contiguous byte range of whole blocks.
+struct Span {
+    input: usize,
+    offset: u64,
+    size: u64,
+    /// The range is blocks of an indexed chunk: alone in its cluster, it is copied as it is.
+    indexed: bool,
+}
+
+/// Splits the blocks of `inputs` into clusters of overlapping time ranges, in time order. A
+/// cluster of one indexed block is copied; any other is decoded and merged. Clusters do not
+/// overlap, so writing them one after the other gives sorted output.
+fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
+    let mut all: Vec<(Block, usize, bool)> = Vec::new();
+    for (i, c) in inputs.iter().enumerate() {
+        match blocks::index(&c.path)? {
+            Some(index) => all.extend(index.into_iter().map(|b| (b, i, true))),
+            None => {
+                let size = fs::metadata(&c.path)?.len();
+                let whole = Block {
+                    offset: 0,
+                    size,
+                    tmin: i64::MIN,
+                    tmax: i64::MAX,
+                };
+                all.push((whole, i, false));
+            }
+        }
+    }
+    all.sort_by_key(|(b, i, _)| (b.tmin, b.tmax, *i));
+    let mut out: Vec<Vec<Span>> = Vec::new();
+    let mut reach = None;
+    for (b, input, indexed) in all {
+        let joins = reach.is_some_and(|r| b.tmin <= r);
+        reach = Some(if joins {
+            reach.unwrap_or(b.tmax).max(b.tmax)
+        } else {
+            b.tmax
+        });
+        if !joins {
+            out.push(Vec::new());
+        }
+        let cluster = out.last_mut().expect("pushed above");
+        // An input's blocks in one cluster are consecutive in its file: extend its span.
+        match cluster.iter_mut().find(|s| s.input == input) {
+            Some(span) => {
+                span.size = b.offset + b.size - span.offset;
+            }
+            None => cluster.push(Span {
+                input,
+                offset: b.offset,
+                size: b.size,
+                indexed,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn now_ns() -> i64 {
@@ -400,8 +461,15 @@ impl BucketStore {
         let mut first = None;
         let mut last = cursor;
         let mut bytes = 0usize;
-        wal::read_while(&wal_dir, cursor + 1, |r| {
-            if bytes >= MAX_RUN_BYTES {
+        // Only records made durable: a record written but not yet fsync'd could vanish in a
+        // power loss, and its sequence number be reused by a write the cursor would then skip.
+        let durable = self.log.durable_seq();
+        let hint = *self.read_at.lock().unwrap_or_else(|e| e.into_inner());
+        // A record looked at but left for the next run: the position returned is past it.
+        let mut unread = 0;
+        let at = wal::read_streaming(&wal_dir, cursor + 1, hint, |r| {
+            if r.seq > durable {
+                unread = wal::framed_len(r.payload.len());
                 return false;
             }
             bytes += r.payload.len();
@@ -411,9 +479,11 @@ impl BucketStore {
                 Some(_) => payloads.push((r.seq, r.payload)),
                 None => tracing::error!(seq = r.seq, "skipping an undecodable log record"),
             }
-            true
+            bytes < MAX_RUN_BYTES
         })?;
+        let next_at = at.map(|(segment, offset)| (segment, offset - unread));
         let Some(first) = first else {
+            *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = next_at;
             return Ok(0);
         };
         let mut groups: BTreeMap<(&str, &str, i64), Lines<'_>> = BTreeMap::new();
@@ -449,12 +519,12 @@ impl BucketStore {
                 .join(names::encode("database", db).map_err(io::Error::other)?)
                 .join(names::encode("retention policy", rp).map_err(io::Error::other)?)
                 .join(start.to_string());
-            points += write_chunk(
-                &dir,
-                first,
-                last,
-                lines.into_iter().map(|(t, l)| Ok((t, l))),
-            )?;
+            write_chunk(&dir, first, last, |w| {
+                lines
+                    .iter()
+                    .try_for_each(|(t, line)| w.line(*t, line.as_bytes()))
+            })?;
+            points += lines.len() as u64;
         }
         // Measurements files before the cursor moves: the names of compacted data are recorded.
         for (db, rp) in touched {
@@ -479,6 +549,7 @@ impl BucketStore {
             }
         }
         write_atomic(&cursor_path, last.to_string().as_bytes())?;
+        *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = next_at;
         self.pending_bytes
             .fetch_sub((bytes as u64).min(self.pending_bytes()), Ordering::Relaxed);
         *self.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some((bytes as u64, started));
@@ -535,26 +606,161 @@ impl BucketStore {
         Ok(())
     }
 
-    /// Merges `inputs`, chunks of one partition, consecutive in log order, into one.
+    /// Merges `inputs` (see [`merge_chunks`]) and counts what was copied and merged.
     fn merge(&self, dir: &Path, inputs: &[Chunk]) -> io::Result<()> {
-        let first = inputs.iter().map(|c| c.first).min().unwrap_or(0);
-        let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
-        let mut sources: Vec<Source> = Vec::new();
-        for c in inputs {
-            sources.push(Box::new(ChunkLines::open(&c.path)?));
-        }
-        write_chunk(dir, first, last, Merge::new(sources))?;
-        for c in inputs {
-            fs::remove_file(&c.path)?;
-        }
-        wal::sync_dir(dir)?;
+        let (copied, merged) = merge_chunks(dir, inputs)?;
+        self.stats.merged_bytes.fetch_add(merged, Ordering::Relaxed);
+        self.stats.copied_bytes.fetch_add(copied, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Merges `inputs`, chunks of one partition consecutive in log order, into one and removes
+/// them: blocks whose time range overlaps no other input's are copied, the rest decoded and
+/// merged. Returns the compressed bytes (copied, merged).
+fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
+    let first = inputs.iter().map(|c| c.first).min().unwrap_or(0);
+    let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
+    let clusters = clusters(inputs)?;
+    let (mut copied, mut merged) = (0u64, 0u64);
+    write_chunk(dir, first, last, |w| {
+        for cluster in clusters {
+            if let [span] = &cluster[..] {
+                if span.indexed {
+                    w.raw(&inputs[span.input].path, span.offset, span.size)?;
+                    copied += span.size;
+                    continue;
+                }
+            }
+            let mut sources: Vec<Source> = Vec::new();
+            for span in &cluster {
+                merged += span.size;
+                let path = &inputs[span.input].path;
+                sources.push(Box::new(ChunkLines::range(path, span.offset, span.size)?));
+            }
+            for item in Merge::new(sources) {
+                let (t, line) = item?;
+                w.line(t, line.as_bytes())?;
+            }
+        }
+        Ok(())
+    })?;
+    for c in inputs {
+        fs::remove_file(&c.path)?;
+    }
+    wal::sync_dir(dir)?;
+    Ok((copied, merged))
 }
 
 #[cfg(test)]
 mod tiering {
     use super::*;
+    use std::io::Write;
+
+    /// Writes a chunk of lines `cpu,src=NAME v=T T` for the times given, in blocks of about
+    /// 10 lines; `plain` writes it as one gzip member without an index.
+    fn chunk_of(dir: &Path, seq: u64, name: &str, times: &[i64], plain: bool) -> Chunk {
+        let path = dir.join(chunk_name(seq, seq));
+        let mut times = times.to_vec();
+        times.sort_unstable();
+        let lines = times
+            .iter()
+            .map(|t| (*t, format!("cpu,src={name} v={t} {t}")));
+        let file = File::create(&path).unwrap();
+        if plain {
+            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+            for (_, l) in lines {
+                writeln!(gz, "{l}").unwrap();
+            }
+            gz.finish().unwrap();
+        } else {
+            let mut w = BlockWriter::with_block_bytes(file, 250);
+            for (t, l) in lines {
+                w.line(t, l.as_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        Chunk {
+            first: seq,
+            last: seq,
+            path,
+        }
+    }
+
+    fn read_all(path: &Path) -> Vec<String> {
+        ChunkLines::open(path)
+            .unwrap()
+            .map(|r| r.unwrap().1)
+            .collect()
+    }
+
+    fn sorted_union(chunks: &[&Chunk]) -> Vec<String> {
+        let mut all: Vec<(i64, String)> = chunks
+            .iter()
+            .flat_map(|c| ChunkLines::open(&c.path).unwrap().map(Result::unwrap))
+            .collect();
+        all.sort();
+        all.into_iter().map(|(_, l)| l).collect()
+    }
+
+    #[test]
+    fn a_merge_copies_blocks_that_overlap_nothing_and_merges_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let times = |r: std::ops::Range<i64>| r.collect::<Vec<_>>();
+        // In time order, then a late chunk overlapping the middle of the second one, sharing
+        // boundary times with it.
+        let a = chunk_of(dir.path(), 1, "a", &times(0..100), false);
+        let b = chunk_of(dir.path(), 2, "b", &times(100..200), false);
+        let c = chunk_of(dir.path(), 3, "c", &times(150..160), false);
+        let expected = sorted_union(&[&a, &b, &c]);
+        let (copied, merged) =
+            merge_chunks(dir.path(), &[a.clone(), b.clone(), c.clone()]).unwrap();
+        assert!(copied > 0 && merged > 0, "copied {copied}, merged {merged}");
+        let (live, covered) = live_chunks(chunks(dir.path()).unwrap());
+        assert!(covered.is_empty());
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert_eq!((live[0].first, live[0].last), (1, 3));
+        assert_eq!(read_all(&live[0].path), expected);
+        // The output is indexed too, its blocks in order and apart.
+        let index = blocks::index(&live[0].path).unwrap().expect("an index");
+        assert!(index.windows(2).all(|w| w[0].tmax < w[1].tmin), "{index:?}");
+        // Only the blocks around 150..160 were decoded: most bytes were copied.
+        assert!(copied > 3 * merged, "copied {copied}, merged {merged}");
+    }
+
+    #[test]
+    fn chunks_in_time_order_merge_by_copying_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs: Vec<Chunk> = (0..4)
+            .map(|i| {
+                let times: Vec<i64> = (i * 50..i * 50 + 50).collect();
+                chunk_of(dir.path(), i as u64 + 1, "x", &times, false)
+            })
+            .collect();
+        let expected = sorted_union(&inputs.iter().collect::<Vec<_>>());
+        let size: u64 = inputs
+            .iter()
+            .map(|c| fs::metadata(&c.path).unwrap().len())
+            .sum();
+        let (copied, merged) = merge_chunks(dir.path(), &inputs).unwrap();
+        assert_eq!((copied, merged), (size, 0));
+        let (live, _) = live_chunks(chunks(dir.path()).unwrap());
+        assert_eq!(read_all(&live[0].path), expected);
+    }
+
+    #[test]
+    fn a_chunk_without_an_index_is_decoded_and_merged_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = chunk_of(dir.path(), 1, "a", &[5, 1, 9, 3], true);
+        let b = chunk_of(dir.path(), 2, "b", &(0..40).collect::<Vec<_>>(), false);
+        let c = chunk_of(dir.path(), 3, "c", &[1000, 1001], false);
+        let expected = sorted_union(&[&a, &b, &c]);
+        let (_, merged) = merge_chunks(dir.path(), &[a, b, c]).unwrap();
+        assert!(merged > 0);
+        let (live, _) = live_chunks(chunks(dir.path()).unwrap());
+        assert_eq!(read_all(&live[0].path), expected);
+        assert!(blocks::index(&live[0].path).unwrap().is_some());
+    }
 
     #[test]
     fn merges_pick_the_newest_tier_and_leave_big_old_chunks_alone() {

@@ -20,6 +20,7 @@
 //! that crashed before its cursor moved) and chunks whose range another chunk covers (a merge
 //! that crashed before removing its inputs) are removed; the log still holds their records.
 
+mod blocks;
 mod compact;
 pub mod export;
 pub mod names;
@@ -68,6 +69,10 @@ pub struct StoreStats {
     pub compacted_points: AtomicU64,
     /// Partitions dropped by retention.
     pub expired_partitions: AtomicU64,
+    /// Compressed bytes of chunks that merges decoded and merged (time ranges overlapped).
+    pub merged_bytes: AtomicU64,
+    /// Compressed bytes of chunks that merges copied as they were.
+    pub copied_bytes: AtomicU64,
 }
 
 /// Why the store could not open.
@@ -114,6 +119,8 @@ pub struct BucketStore {
     drain: Mutex<Option<(u64, Instant)>>,
     /// The compactor thread, joined by [`BucketStore::close`].
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Where the last compaction run stopped reading the log.
+    read_at: Mutex<Option<wal::Position>>,
 }
 
 pub(crate) fn paths(data_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -140,7 +147,8 @@ pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
 
 /// The timestamp of a stored line: its last space-separated token.
 pub(crate) fn line_time(line: &str) -> Option<i64> {
-    line.rsplit_once(' ')?.1.parse().ok()
+    let space = memchr::memrchr(b' ', line.as_bytes())?;
+    line[space + 1..].parse().ok()
 }
 
 /// The measurement of a stored line (unescaped).
@@ -242,6 +250,7 @@ impl BucketStore {
             stats: StoreStats::default(),
             drain: Mutex::new(None),
             compactor: Mutex::new(None),
+            read_at: Mutex::new(None),
         });
         store
             .stats

@@ -117,10 +117,12 @@ fn encode_parts<'a>(
             Field::Float(v) => write_float(v, out),
             Field::FloatText(text) => out.push_str(text),
             Field::Int(v) => {
-                let _ = write!(out, "{v}i");
+                out.push_str(itoa::Buffer::new().format(v));
+                out.push('i');
             }
             Field::UInt(v) => {
-                let _ = write!(out, "{v}u");
+                out.push_str(itoa::Buffer::new().format(v));
+                out.push('u');
             }
             Field::Bool(v) => out.push_str(if v { "true" } else { "false" }),
             Field::Str(s) => {
@@ -139,7 +141,9 @@ fn encode_parts<'a>(
         out.truncate(rewind);
         return false;
     }
-    let _ = writeln!(out, " {time}");
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(time));
+    out.push('\n');
     true
 }
 
@@ -150,7 +154,9 @@ pub fn encode_all<'m>(metrics: impl IntoIterator<Item = &'m Metric>, out: &mut S
 
 fn escape(s: &str, is_key_or_tag: bool, out: &mut String) {
     let special = |c: char| c == ' ' || c == ',' || c == '\\' || (is_key_or_tag && c == '=');
-    if !s.contains(special) {
+    // Bytes, not chars: every special character is ASCII, and most names have none.
+    let special_byte = |b: &u8| matches!(b, b' ' | b',' | b'\\') || (is_key_or_tag && *b == b'=');
+    if !s.as_bytes().iter().any(special_byte) {
         out.push_str(s);
         return;
     }

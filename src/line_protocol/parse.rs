@@ -687,7 +687,7 @@ impl<'a> Iterator for Parser<'a> {
 
 /// Line-level rules: sorted unique tags, no `time` tag, field duplicates, tag/field clashes.
 fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
-    if !line.tags.is_sorted_by(|a, b| a.0 <= b.0) {
+    if !line.tags.is_sorted_by(|a, b| key_le(&a.0, &b.0)) {
         line.tags.sort_by(|a, b| a.0.cmp(&b.0));
     }
     for pair in line.tags.windows(2) {
@@ -716,16 +716,33 @@ fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
     }
     if !line.tags.is_empty() {
         for (key, _) in &line.fields {
-            if line
-                .tags
-                .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
-                .is_ok()
-            {
+            let clash = if line.tags.len() <= 8 {
+                line.tags.iter().any(|(k, _)| key_eq(k, key))
+            } else {
+                line.tags
+                    .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+                    .is_ok()
+            };
+            if clash {
                 return Err(ParseErrorKind::TagFieldClash(key.to_string()));
             }
         }
     }
     Ok(())
+}
+
+/// `a <= b`, deciding on the first byte where it can (keys are short and mostly differ there;
+/// this runs for every line).
+fn key_le(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a <= b,
+    }
+}
+
+/// `a == b`, ruling out most unequal keys on their length and last byte before comparing.
+fn key_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
 }
 
 /// A repeated field keeps its last value if the types agree; different types are an error.
@@ -734,7 +751,7 @@ fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<(), Parse
         return Ok(());
     }
     let has_dup = if fields.len() <= 16 {
-        (1..fields.len()).any(|i| fields[..i].iter().any(|(k, _)| *k == fields[i].0))
+        (1..fields.len()).any(|i| fields[..i].iter().any(|(k, _)| key_eq(k, &fields[i].0)))
     } else {
         let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_ref()).collect();
         keys.sort_unstable();
