@@ -21,7 +21,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How long `--once` may take to flush buffers before it exits anyway.
 const ONCE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Freed memory goes back to the OS after this many milliseconds. mimalloc 3's default (1 s)
+/// kept the write path's freed request bodies and compaction runs resident: under 16 writers,
+/// peak RSS about twice what 10 ms gives, for no measurable CPU.
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (libmimalloc-sys names no constant).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mi_option_set only stores a process-wide option value, which mimalloc reads on
+    // each purge decision; it is called once, first thing in main, before any thread starts.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let path = cli.config_path();
     let dir = cli.config_directory.clone();

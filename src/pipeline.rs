@@ -209,8 +209,7 @@ impl Pipeline {
             reservations.push(out.buffer.reserve(write.points).map_err(refused)?);
         }
         let (db, rp) = (write.origin.db.as_str(), write.origin.rp.as_str());
-        let mut record = Vec::with_capacity(write.lp.len() + db.len() + rp.len() + 12);
-        crate::buffer::record::encode_run_lp(db, rp, write.points, &write.lp, &mut record);
+        let mut record = crate::buffer::record::run_lp_record(db, rp, write.points, write.lp);
         let shared: Option<Arc<[u8]>> = match (&self.store, reservations.is_empty()) {
             (_, true) => None,
             (Some(_), false) => Some(record.clone().into()),
@@ -218,15 +217,7 @@ impl Pipeline {
         };
         if let Some(store) = &self.store {
             store
-                .append_lp(
-                    db,
-                    rp,
-                    &write.lp,
-                    write.points,
-                    write.min_time,
-                    &write.names,
-                    record,
-                )
+                .append_lp(db, rp, write.points, write.min_time, &write.names, record)
                 .await
                 .map_err(refused)?;
         }

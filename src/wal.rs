@@ -23,7 +23,7 @@
 //! never fails because of the contents of the log.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -125,14 +125,21 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+/// The header of record `seq` holding `payload`.
+fn header(seq: u64, payload: &[u8]) -> [u8; HEADER] {
     let mut crc = crc32c::crc32c(&seq.to_le_bytes());
     crc = crc32c::crc32c_append(crc, payload);
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(payload);
+    let mut h = [0u8; HEADER];
+    h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    h[12..20].copy_from_slice(&seq.to_le_bytes());
+    h
+}
+
+fn crc_ok(header: &[u8], seq: u64, payload: &[u8]) -> bool {
+    let stored = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload) == stored
 }
 
 /// Tries to decode a record at `at`; `None` if there is no valid record there.
@@ -148,8 +155,7 @@ fn decode(buf: &[u8], at: usize) -> Option<(Record, usize)> {
     }
     let seq = u64::from_le_bytes(h[12..20].try_into().expect("8 bytes"));
     let payload = buf.get(at + HEADER..at + HEADER + len)?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload);
-    if crc != word(8) {
+    if !crc_ok(h, seq, payload) {
         return None;
     }
     Some((
@@ -321,14 +327,15 @@ pub fn read_streaming(
             {
                 return slow(dir, last_seq + 1, each);
             }
-            let mut buf = header.to_vec();
-            buf.resize(HEADER + len, 0);
-            if reader.read_exact(&mut buf[HEADER..]).is_err() {
+            let mut payload = vec![0u8; len];
+            if reader.read_exact(&mut payload).is_err() {
                 break; // a record being written: stop here
             }
-            let Some((record, _)) = decode(&buf, 0) else {
+            let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+            if !crc_ok(&header, seq, &payload) {
                 return slow(dir, last_seq + 1, each);
-            };
+            }
+            let record = Record { seq, payload };
             at += (HEADER + len) as u64;
             if record.seq < from {
                 continue;
@@ -530,37 +537,45 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Request>) {
-        let mut buf = Vec::with_capacity(1 << 20);
+        // A group: each record's header beside its payload, written with one vectored write
+        // (no copy of the payloads into a group buffer).
+        let mut group: Vec<([u8; HEADER], Vec<u8>)> = Vec::new();
         let mut replies = Vec::new();
         while let Ok(first) = rx.recv() {
-            buf.clear();
+            group.clear();
             replies.clear();
+            let mut bytes = 0;
             let mut next = Some(first);
             while let Some(Request::Append { payload, reply }) = next.take() {
-                encode(self.next_seq, &payload, &mut buf);
-                replies.push((self.next_seq, reply));
-                self.next_seq += 1;
-                if buf.len() >= MAX_GROUP_BYTES {
+                bytes += HEADER + payload.len();
+                group.push((
+                    header(self.next_seq + group.len() as u64, &payload),
+                    payload,
+                ));
+                replies.push(reply);
+                if bytes >= MAX_GROUP_BYTES {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
-            let result = self.commit(&buf);
+            let result = self.commit(&group, bytes);
             self.commits.fetch_add(1, Ordering::Relaxed);
+            // Sequence numbers of a failed group are not reused (a partial write of it may
+            // remain in a segment that could not be cut back).
+            let first_seq = self.next_seq;
+            self.next_seq += group.len() as u64;
             if result.is_ok() {
-                let last = replies.last().map_or(0, |(s, _)| *s);
-                self.durable.store(last, Ordering::Release);
+                self.durable.store(self.next_seq - 1, Ordering::Release);
             }
-            for (seq, reply) in replies.drain(..) {
-                let _ = reply.send(result.clone().map(|()| seq));
+            for (i, reply) in replies.drain(..).enumerate() {
+                let _ = reply.send(result.clone().map(|()| first_seq + i as u64));
             }
         }
     }
 
-    /// Writes and fsyncs one group.
-    fn commit(&mut self, buf: &[u8]) -> Result<(), LogError> {
-        let first_seq = self.next_seq - count_records(buf);
-        let result = self.try_commit(buf, first_seq);
+    /// Writes and fsyncs one group of `bytes` bytes.
+    fn commit(&mut self, group: &[([u8; HEADER], Vec<u8>)], bytes: usize) -> Result<(), LogError> {
+        let result = self.try_commit(group, bytes);
         if let Err(e) = &result {
             // Do not trust this segment again: cut it back to its durable length and start a
             // new one for the next group.
@@ -577,9 +592,9 @@ impl Writer {
         })
     }
 
-    fn try_commit(&mut self, buf: &[u8], first_seq: u64) -> io::Result<()> {
+    fn try_commit(&mut self, group: &[([u8; HEADER], Vec<u8>)], bytes: usize) -> io::Result<()> {
         if self.file.is_none() || self.file_len >= self.options.segment_bytes {
-            let path = self.dir.join(segment_name(first_seq));
+            let path = self.dir.join(segment_name(self.next_seq));
             let mut f = OpenOptions::new()
                 .create(true)
                 .read(true)
@@ -592,23 +607,24 @@ impl Writer {
             self.file_len = len;
         }
         let f = self.file.as_mut().expect("opened above");
-        f.write_all(buf)?;
+        let mut slices: Vec<IoSlice<'_>> = group
+            .iter()
+            .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)])
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            // At most IOV_MAX slices go per call; the kernel takes what it takes.
+            let n = f.write_vectored(&rest[..rest.len().min(1024)])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
         // The fsync that keeps the promise of every append in this group.
         f.sync_data()?;
-        self.file_len += buf.len() as u64;
+        self.file_len += bytes as u64;
         Ok(())
     }
-}
-
-fn count_records(buf: &[u8]) -> u64 {
-    let mut at = 0;
-    let mut n = 0;
-    while at + HEADER <= buf.len() {
-        let len = u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        at += HEADER + len;
-        n += 1;
-    }
-    n
 }
 
 #[cfg(test)]

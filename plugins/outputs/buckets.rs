@@ -43,6 +43,9 @@ impl Default for BucketsConfig {
     }
 }
 
+/// How long a closed partition must go without new chunks before it is merged into one.
+const SETTLE: Duration = Duration::from_secs(60);
+
 /// The checked buckets output, opened by the pipeline at start.
 #[derive(Debug)]
 pub struct Buckets {
@@ -83,6 +86,7 @@ impl StoreOutput for Buckets {
             retention: self.config.default_retention.0,
             partition: self.config.partition_duration.0,
             compaction_interval: self.config.compaction_interval.0,
+            settle: SETTLE,
             max_pending_bytes: self.config.max_pending.0,
             default_database: self.config.database.clone(),
             segment_bytes: self.config.segment_size.0.max(1 << 20),

@@ -50,6 +50,11 @@ pub struct StoreOptions {
     pub partition: Duration,
     /// How often the compactor runs.
     pub compaction_interval: Duration,
+    /// A closed partition (its time span over) whose newest chunk is at least this old is
+    /// merged into one chunk; until then it is merged by tiers like an open one (late writes
+    /// keep adding chunks, and merging the whole partition after each would rewrite it again and
+    /// again).
+    pub settle: Duration,
     /// Log bytes not yet compacted past which writes are refused (503).
     pub max_pending_bytes: u64,
     /// The database for metrics that carry none (gathered metrics).
@@ -310,7 +315,7 @@ impl BucketStore {
 
     /// Appends one write already in normalized line protocol to bucket (`db`, `rp`), durably:
     /// the listener's path when nothing needs the points as metrics. `record` is the log record
-    /// ([`record::encode_run_lp`] of `lp`, `points` lines, ns timestamps, the oldest
+    /// (one run, [`record::run_lp_record`]: `points` lines, ns timestamps, the oldest
     /// `min_time`, measurements `names`).
     ///
     /// # Errors
@@ -320,7 +325,6 @@ impl BucketStore {
         &self,
         db: &str,
         rp: &str,
-        lp: &str,
         points: usize,
         min_time: i64,
         names: &[String],
@@ -329,7 +333,10 @@ impl BucketStore {
         self.admit(points)?;
         let horizon = self.horizon();
         if min_time < horizon {
-            let expired = crate::line_protocol::Parser::new(lp)
+            let runs = record::runs(&record).unwrap_or_default();
+            let expired = runs
+                .iter()
+                .flat_map(|run| crate::line_protocol::Parser::new(run.lp))
                 .filter_map(Result::ok)
                 .filter(|l| l.timestamp.is_some_and(|t| t < horizon))
                 .count();

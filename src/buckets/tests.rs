@@ -14,6 +14,7 @@ fn options(dir: &Path) -> StoreOptions {
         partition: Duration::from_secs(3600),
         // Tests drive compaction by hand.
         compaction_interval: Duration::from_secs(3600),
+        settle: Duration::ZERO,
         max_pending_bytes: 64 << 20,
         default_database: "telegraf".into(),
         segment_bytes: 1 << 20,
@@ -337,4 +338,38 @@ fn full_log_backlog_is_refused_with_retry_after() {
         rt().block_on(store.append(&batch[..1])).is_ok(),
         "admits again once compaction caught up"
     );
+}
+
+#[test]
+fn a_closed_partition_still_written_to_is_merged_by_tiers_until_it_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now() - 2 * HOUR;
+    let part = dir
+        .path()
+        .join("buckets/data/db/autogen")
+        .join(t.to_string());
+    let mut busy = options(dir.path());
+    busy.settle = Duration::from_secs(3600);
+    let store = BucketStore::open(busy).unwrap();
+    rt().block_on(async {
+        for i in 0..3 {
+            store
+                .append(&[metric("db", "m", "late", i, t + i)])
+                .await
+                .unwrap();
+            store.compact_once().unwrap();
+        }
+    });
+    store.maintain().unwrap();
+    assert_eq!(
+        super::compact::chunks(&part).unwrap().len(),
+        3,
+        "a closed partition whose newest chunk is fresh is not rewritten whole"
+    );
+    store.close();
+    drop(store);
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    store.maintain().unwrap();
+    assert_eq!(super::compact::chunks(&part).unwrap().len(), 1);
+    assert_eq!(dump(dir.path(), "db", None, None).len(), 3);
 }

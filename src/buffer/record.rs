@@ -37,15 +37,31 @@ pub fn encode_run(db: &str, rp: &str, metrics: &[&Metric], out: &mut Vec<u8>) {
 
 /// Appends one run of `points` lines of normalized line protocol (ns, one point per line).
 pub fn encode_run_lp(db: &str, rp: &str, points: usize, lp: &str, out: &mut Vec<u8>) {
-    out.reserve(lp.len() + db.len() + rp.len() + 12);
+    let head = run_header(db, rp, points, lp.len());
+    out.reserve(head.len() + lp.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(lp.as_bytes());
+}
+
+/// A record of one run made of `lp` itself (no copy of the text: its bytes move in place
+/// behind the header).
+pub fn run_lp_record(db: &str, rp: &str, points: usize, lp: String) -> Vec<u8> {
+    let head = run_header(db, rp, points, lp.len());
+    let mut out = lp.into_bytes();
+    out.splice(0..0, head);
+    out
+}
+
+fn run_header(db: &str, rp: &str, points: usize, lp_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(db.len() + rp.len() + 12);
     for part in [db.as_bytes(), rp.as_bytes()] {
         let len = part.len().min(u16::MAX as usize);
         out.extend_from_slice(&(len as u16).to_le_bytes());
         out.extend_from_slice(&part[..len]);
     }
     out.extend_from_slice(&(points as u32).to_le_bytes());
-    out.extend_from_slice(&(lp.len() as u32).to_le_bytes());
-    out.extend_from_slice(lp.as_bytes());
+    out.extend_from_slice(&(lp_len as u32).to_le_bytes());
+    out
 }
 
 /// One run of a record: the points of one origin as line protocol.

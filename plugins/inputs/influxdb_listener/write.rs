@@ -215,6 +215,8 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         );
         (Parsed::Metrics(metrics), errors)
     };
+    // The parsed write owns its text: the body is not held while the write waits for buffers.
+    drop(body);
     let parsed_points = match &write {
         Parsed::Lp(lp) => lp.points,
         Parsed::Metrics(m) => m.len(),
