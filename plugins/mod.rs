@@ -271,6 +271,13 @@ pub trait Output: Send + 'static {
     fn takes_runs(&self) -> bool {
         false
     }
+    /// A handle that writes runs from several tasks at once, each call one request per
+    /// upstream target: with it and [`Output::in_flight`] > 1, the pipeline keeps that many
+    /// batches in flight from a disk buffer, starting the next as each one completes, instead of
+    /// rounds that wait for their slowest request.
+    fn shared_runs(&self) -> Option<Arc<dyn SharedRuns>> {
+        None
+    }
     /// Writes line protocol runs (ns, one point per line); only called when
     /// [`Output::takes_runs`] is true. Errors as [`Output::write`].
     fn write_runs(
@@ -285,6 +292,15 @@ pub trait Output: Send + 'static {
             })
         }
     }
+}
+
+/// See [`Output::shared_runs`].
+pub trait SharedRuns: Send + Sync {
+    /// Writes `runs` (one batch); errors as [`Output::write`].
+    fn write_batch<'a>(
+        &'a self,
+        runs: &'a [crate::buffer::record::Run<'a>],
+    ) -> BoxFuture<'a, Result<(), WriteError>>;
 }
 
 /// An output that is a durable store opened by the pipeline (local buckets): a write is
@@ -386,6 +402,8 @@ pub trait DynOutput: Send {
         &'a mut self,
         runs: &'a [crate::buffer::record::Run<'a>],
     ) -> BoxFuture<'a, Result<(), WriteError>>;
+    /// See [`Output::shared_runs`].
+    fn shared_runs(&self) -> Option<Arc<dyn SharedRuns>>;
 }
 impl<T: Output> DynOutput for T {
     fn write<'a>(&'a mut self, batch: &'a [Metric]) -> BoxFuture<'a, Result<(), WriteError>> {
@@ -405,6 +423,9 @@ impl<T: Output> DynOutput for T {
         runs: &'a [crate::buffer::record::Run<'a>],
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(Output::write_runs(self, runs))
+    }
+    fn shared_runs(&self) -> Option<Arc<dyn SharedRuns>> {
+        Output::shared_runs(self)
     }
 }
 

@@ -989,11 +989,16 @@ async fn run_output(
             }
         }
         let max = slot.batch_size * output.in_flight().max(1);
-        let attempt = match &slot.buffer {
-            OutputBuffer::Disk(disk) if output.takes_runs() && disk.head() == 0 => {
+        let shared = output.shared_runs().filter(|_| output.in_flight() > 1);
+        let attempt = match (&slot.buffer, shared) {
+            (OutputBuffer::Disk(disk), Some(writer)) if disk.head() == 0 => {
+                let ends = [&stop, &abort];
+                write_records_pipelined(&slot, disk, writer, output.in_flight(), ends).await
+            }
+            (OutputBuffer::Disk(disk), _) if output.takes_runs() && disk.head() == 0 => {
                 write_records(disk, &mut *output, max).await
             }
-            buffer => write_metrics(buffer, &mut *output, max).await,
+            (buffer, _) => write_metrics(buffer, &mut *output, max).await,
         };
         let written = match attempt {
             Attempt::Empty => {
@@ -1010,6 +1015,7 @@ async fn run_output(
                 }
             }
             Attempt::Written(points) => Ok(points),
+            Attempt::Consumed => Ok(0),
             Attempt::Failed(points, error) => Err((points, error)),
         };
         slot.stats
@@ -1018,12 +1024,9 @@ async fn run_output(
         match written {
             Ok(points) => {
                 failures = 0;
-                if let Err(error) = slot.buffer.consume(points).await {
-                    tracing::error!(output = %slot.id, %error, "cannot persist the disk buffer cursor; these points may be sent again after a restart");
+                if points > 0 {
+                    consume(&slot, points).await;
                 }
-                slot.stats
-                    .written
-                    .fetch_add(points as u64, Ordering::Relaxed);
             }
             Err((points, error)) => {
                 failures = failures.saturating_add(1);
@@ -1065,8 +1068,150 @@ async fn run_output(
 enum Attempt {
     Empty,
     ReadFailed(std::io::Error),
+    /// Points written, to be consumed from the buffer.
     Written(usize),
+    /// Points were written and consumed as they went.
+    Consumed,
     Failed(usize, crate::plugins::WriteError),
+}
+
+/// Takes `points` written out of the output's buffer and counts them.
+async fn consume(slot: &OutputSlot, points: usize) {
+    if let Err(error) = slot.buffer.consume(points).await {
+        tracing::error!(output = %slot.id, %error, "cannot persist the disk buffer cursor; these points may be sent again after a restart");
+    }
+    slot.stats
+        .written
+        .fetch_add(points as u64, Ordering::Relaxed);
+}
+
+/// A batch sent and not yet consumed: its records, its points, the task sending it, and its
+/// result once the task has reported.
+struct Flying {
+    records: usize,
+    points: usize,
+    task: tokio::task::JoinHandle<()>,
+    done: Option<Result<(), crate::plugins::WriteError>>,
+}
+
+/// Keeps up to `in_flight` batches of whole disk buffer records in flight through `writer`,
+/// starting the next batch as soon as any one completes, and consumes them in order (a batch
+/// that completes early waits for those before it). Returns when the buffer has nothing more
+/// to send, or at the first failure in order: batches still in flight are then cancelled and,
+/// with the failed one, stay buffered (any of them that arrived is sent again; InfluxDB writes
+/// are idempotent). Stops taking new batches once any of `ends` is cancelled.
+async fn write_records_pipelined(
+    slot: &OutputSlot,
+    disk: &Arc<DiskBuffer>,
+    writer: Arc<dyn crate::plugins::SharedRuns>,
+    in_flight: usize,
+    ends: [&CancellationToken; 2],
+) -> Attempt {
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let mut batches: std::collections::VecDeque<Flying> = std::collections::VecDeque::new();
+    let mut first_id = 0usize; // id of batches[0]; ids count batches sent in this attempt
+    let mut delivered = false;
+    let mut more = true;
+    loop {
+        let sending = batches.iter().filter(|b| b.done.is_none()).count();
+        let mut room = in_flight.saturating_sub(sending);
+        while more && room > 0 && !ends.iter().any(|e| e.is_cancelled()) {
+            let skip = batches.iter().map(|b| b.records).sum();
+            let records = match disk.peek_records_after(skip, slot.batch_size).await {
+                Ok(r) => r,
+                Err(e) if batches.is_empty() && !delivered => return Attempt::ReadFailed(e),
+                Err(_) => break, // the next attempt reports it
+            };
+            if records.is_empty() {
+                more = false;
+                break;
+            }
+            let id = first_id + batches.len();
+            let (writer, target, report) = (Arc::clone(&writer), slot.id.clone(), report.clone());
+            let count = records.len();
+            let points = records.iter().map(|(n, _)| n).sum();
+            let task = tokio::spawn(async move {
+                let mut report = Report {
+                    id,
+                    target,
+                    tx: Some(report),
+                };
+                let mut runs = Vec::new();
+                for (_, payload) in &records {
+                    let Some(r) = crate::buffer::record::runs(payload) else {
+                        let source = std::io::Error::other("undecodable buffer record");
+                        let target = report.target.clone();
+                        report.send(Err(crate::plugins::WriteError::Io { target, source }));
+                        return;
+                    };
+                    runs.extend(r);
+                }
+                let result = writer.write_batch(&runs).await;
+                report.send(result);
+            });
+            batches.push_back(Flying {
+                records: count,
+                points,
+                task,
+                done: None,
+            });
+            room -= 1;
+        }
+        if batches.is_empty() {
+            break;
+        }
+        // The next report: every task sends exactly one (see `Report`), and this function
+        // holds a sender, so the wait ends.
+        if batches.front().is_some_and(|b| b.done.is_none()) {
+            if let Some((id, result)) = reports.recv().await {
+                if let Some(b) = batches.get_mut(id - first_id) {
+                    b.done = Some(result);
+                }
+            }
+        }
+        // Consume the completed prefix, in order.
+        while batches.front().is_some_and(|b| b.done.is_some()) {
+            let b = batches.pop_front().expect("checked above");
+            first_id += 1;
+            if let Some(Err(error)) = b.done {
+                for rest in batches {
+                    rest.task.abort();
+                }
+                return Attempt::Failed(b.points, error);
+            }
+            delivered = true;
+            consume(slot, b.points).await;
+        }
+    }
+    if delivered {
+        Attempt::Consumed
+    } else {
+        Attempt::Empty
+    }
+}
+
+/// A batch task's report of its result: sent once, by the task or, if it panics, when it
+/// unwinds.
+struct Report {
+    id: usize,
+    target: String,
+    tx: Option<tokio::sync::mpsc::UnboundedSender<(usize, Result<(), crate::plugins::WriteError>)>>,
+}
+
+impl Report {
+    fn send(&mut self, result: Result<(), crate::plugins::WriteError>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((self.id, result));
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let source = std::io::Error::other("the task sending this batch ended without a result");
+        let target = self.target.clone();
+        self.send(Err(crate::plugins::WriteError::Io { target, source }));
+    }
 }
 
 /// Writes up to `max` points as decoded metrics.

@@ -45,7 +45,7 @@ impl Default for InfluxdbV2Config {
 /// The running v2 relay.
 #[derive(Debug)]
 pub struct InfluxdbV2 {
-    relay: Relay,
+    relay: std::sync::Arc<Relay>,
 }
 
 impl Output for InfluxdbV2 {
@@ -72,7 +72,9 @@ impl Output for InfluxdbV2 {
             &cx.data_dir,
             c.max_in_flight,
         )?;
-        Ok(InfluxdbV2 { relay })
+        Ok(InfluxdbV2 {
+            relay: std::sync::Arc::new(relay),
+        })
     }
 
     super::influxdb::relay::relay_output_methods!();

@@ -153,7 +153,7 @@ pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
 /// The timestamp of a stored line: its last space-separated token.
 pub(crate) fn line_time(line: &str) -> Option<i64> {
     let space = memchr::memrchr(b' ', line.as_bytes())?;
-    line[space + 1..].parse().ok()
+    crate::line_protocol::parse_timestamp(&line[space + 1..])
 }
 
 /// The measurement of a stored line (unescaped).

@@ -236,10 +236,23 @@ impl DiskBuffer {
         self: &Arc<Self>,
         max: usize,
     ) -> std::io::Result<Vec<(usize, Arc<[u8]>)>> {
+        self.peek_records_after(0, max).await
+    }
+
+    /// As [`DiskBuffer::peek_records`], past the `skip` oldest records (those of batches
+    /// already in flight).
+    ///
+    /// # Errors
+    /// The log could not be read.
+    pub async fn peek_records_after(
+        self: &Arc<Self>,
+        skip: usize,
+        max: usize,
+    ) -> std::io::Result<Vec<(usize, Arc<[u8]>)>> {
         let missing = {
             let st = self.lock();
             st.records
-                .front()
+                .get(skip)
                 .filter(|r| r.payload.is_none())
                 .map(|r| r.seq)
         };
@@ -252,7 +265,7 @@ impl DiskBuffer {
         let st = self.lock();
         let mut out = Vec::new();
         let mut points = 0;
-        for r in &st.records {
+        for r in st.records.iter().skip(skip) {
             let Some(p) = &r.payload else { break };
             if !out.is_empty() && points + r.points > max {
                 break;

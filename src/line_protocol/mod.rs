@@ -17,6 +17,7 @@ mod parse;
 mod tests;
 
 pub use encode::{encode, encode_all, encode_line};
+pub(crate) use parse::parse_timestamp;
 pub use parse::{Line, ParseError, ParseErrorKind, Parser, Value, MAX_NAME_LEN, MAX_STRING_LEN};
 
 use std::fmt;

@@ -145,8 +145,19 @@ fn write_load(
 
 #[test]
 fn upstream_killed_restarted_and_hung_loses_nothing() {
+    outage_loses_nothing("");
+}
+
+/// The same outages with several batches in flight at once (the pipelined path: batches
+/// complete out of order, are consumed in order, and a failure cancels those behind it).
+#[test]
+fn upstream_outages_lose_nothing_with_batches_in_flight() {
+    outage_loses_nothing("  max_in_flight = 4\n  metric_batch_size = 30");
+}
+
+fn outage_loses_nothing(extra: &str) {
     let mut influx = Influxd::start(0);
-    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], extra, ""));
     let stop = Arc::new(AtomicBool::new(false));
     let load = write_load(
         agent.url("/write?db=load"),

@@ -55,7 +55,7 @@ impl Default for InfluxdbConfig {
 /// The running v1 relay.
 #[derive(Debug)]
 pub struct Influxdb {
-    relay: Relay,
+    relay: std::sync::Arc<Relay>,
 }
 
 impl Output for Influxdb {
@@ -87,7 +87,9 @@ impl Output for Influxdb {
             &cx.data_dir,
             c.max_in_flight,
         )?;
-        Ok(Influxdb { relay })
+        Ok(Influxdb {
+            relay: std::sync::Arc::new(relay),
+        })
     }
 
     relay::relay_output_methods!();

@@ -208,6 +208,11 @@ impl Relay {
     /// [`WriteError::Retry`] or [`WriteError::Paused`]: the whole batch stays buffered (parts
     /// already delivered are sent again: InfluxDB writes are idempotent).
     pub async fn write_runs(&self, runs: &[Run<'_>]) -> Result<(), WriteError> {
+        self.write_runs_in(runs, self.in_flight).await
+    }
+
+    /// As [`Relay::write_runs`], each (db, rp) spread over at most `requests` requests.
+    async fn write_runs_in(&self, runs: &[Run<'_>], requests: usize) -> Result<(), WriteError> {
         let mut groups: Vec<((String, String), Vec<&Run<'_>>)> = Vec::new();
         for r in runs.iter().filter(|r| r.points > 0) {
             let key = self.target(r.db, r.rp);
@@ -219,7 +224,7 @@ impl Relay {
         let mut jobs: Vec<crate::plugins::BoxFuture<'_, Result<(), WriteError>>> = Vec::new();
         for ((db, rp), rs) in &groups {
             let total: usize = rs.iter().map(|r| r.points).sum();
-            let per_job = total.div_ceil(self.in_flight).max(1);
+            let per_job = total.div_ceil(requests.max(1)).max(1);
             let mut text = String::new();
             let mut points = 0;
             for r in rs {
@@ -505,7 +510,18 @@ impl Relay {
     }
 }
 
-/// The [`crate::plugins::Output`] methods of an output that is a [`Relay`] in a field `relay`:
+impl crate::plugins::SharedRuns for Relay {
+    fn write_batch<'a>(
+        &'a self,
+        runs: &'a [Run<'a>],
+    ) -> crate::plugins::BoxFuture<'a, Result<(), WriteError>> {
+        // The pipeline keeps several batches in flight itself: one request per target each.
+        Box::pin(self.write_runs_in(runs, 1))
+    }
+}
+
+/// The [`crate::plugins::Output`] methods of an output that is a [`Relay`] (behind an `Arc`) in a
+/// field `relay`:
 /// batches and line protocol runs go to it as they are.
 macro_rules! relay_output_methods {
     () => {
@@ -533,6 +549,10 @@ macro_rules! relay_output_methods {
             runs: &[crate::buffer::record::Run<'_>],
         ) -> Result<(), crate::plugins::WriteError> {
             self.relay.write_runs(runs).await
+        }
+
+        fn shared_runs(&self) -> Option<std::sync::Arc<dyn crate::plugins::SharedRuns>> {
+            Some(self.relay.clone())
         }
     };
 }
