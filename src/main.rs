@@ -31,6 +31,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 #[allow(unsafe_code)]
 fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return; // the operator's choice, read by mimalloc itself
+    }
     // SAFETY: mi_option_set only stores a process-wide option value, which mimalloc reads on
     // each purge decision; it is called once, first thing in main, before any thread starts.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
