@@ -158,6 +158,20 @@ fn write_path(c: &mut Criterion) {
             encode_all(&metrics, &mut out)
         })
     });
+    // The listener's path when nothing needs metrics: parsed lines encoded straight into the
+    // text the log stores.
+    group.bench_function("normalize", |b| {
+        b.iter(|| {
+            heliograph::plugins::inputs::influxdb_listener::parse_lp(
+                black_box(&corpus),
+                Precision::Nanoseconds,
+                0,
+                0,
+            )
+            .0
+            .points
+        })
+    });
     group.bench_function("ingest+3_processors", |b| {
         b.iter(|| {
             let metrics = run_chain(&mut links, parse(black_box(&corpus)));

@@ -992,8 +992,7 @@ async fn run_output(
         let shared = output.shared_runs().filter(|_| output.in_flight() > 1);
         let attempt = match (&slot.buffer, shared) {
             (OutputBuffer::Disk(disk), Some(writer)) if disk.head() == 0 => {
-                let ends = [&stop, &abort];
-                write_records_pipelined(&slot, disk, writer, output.in_flight(), ends).await
+                write_records_pipelined(&slot, disk, writer, output.in_flight(), &abort).await
             }
             (OutputBuffer::Disk(disk), _) if output.takes_runs() && disk.head() == 0 => {
                 write_records(disk, &mut *output, max).await
@@ -1099,13 +1098,14 @@ struct Flying {
 /// that completes early waits for those before it). Returns when the buffer has nothing more
 /// to send, or at the first failure in order: batches still in flight are then cancelled and,
 /// with the failed one, stay buffered (any of them that arrived is sent again; InfluxDB writes
-/// are idempotent). Stops taking new batches once any of `ends` is cancelled.
+/// are idempotent). Stops taking new batches once `abort` (a reload) is cancelled; a shutdown
+/// goes on sending, as the one-batch path does.
 async fn write_records_pipelined(
     slot: &OutputSlot,
     disk: &Arc<DiskBuffer>,
     writer: Arc<dyn crate::plugins::SharedRuns>,
     in_flight: usize,
-    ends: [&CancellationToken; 2],
+    abort: &CancellationToken,
 ) -> Attempt {
     let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
     let mut batches: std::collections::VecDeque<Flying> = std::collections::VecDeque::new();
@@ -1115,7 +1115,7 @@ async fn write_records_pipelined(
     loop {
         let sending = batches.iter().filter(|b| b.done.is_none()).count();
         let mut room = in_flight.saturating_sub(sending);
-        while more && room > 0 && !ends.iter().any(|e| e.is_cancelled()) {
+        while more && room > 0 && !abort.is_cancelled() {
             let skip = batches.iter().map(|b| b.records).sum();
             let records = match disk.peek_records_after(skip, slot.batch_size).await {
                 Ok(r) => r,

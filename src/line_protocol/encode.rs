@@ -152,16 +152,28 @@ pub fn encode_all<'m>(metrics: impl IntoIterator<Item = &'m Metric>, out: &mut S
     metrics.into_iter().filter(|m| encode(m, out)).count()
 }
 
+/// Bytes escaped in every name (`NAME`), and also in keys and tag values (`KEY`).
+const NAME: u8 = 1;
+const KEY: u8 = 2;
+static SPECIAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = NAME | KEY;
+    t[b',' as usize] = NAME | KEY;
+    t[b'\\' as usize] = NAME | KEY;
+    t[b'=' as usize] = KEY;
+    t
+};
+
 fn escape(s: &str, is_key_or_tag: bool, out: &mut String) {
-    let special = |c: char| c == ' ' || c == ',' || c == '\\' || (is_key_or_tag && c == '=');
-    // Bytes, not chars: every special character is ASCII, and most names have none.
-    let special_byte = |b: &u8| matches!(b, b' ' | b',' | b'\\') || (is_key_or_tag && *b == b'=');
-    if !s.as_bytes().iter().any(special_byte) {
+    let mask = if is_key_or_tag { KEY } else { NAME };
+    // One table lookup per byte (every special character is ASCII); most names have none.
+    let Some(first) = s.bytes().position(|b| SPECIAL[b as usize] & mask != 0) else {
         out.push_str(s);
         return;
-    }
-    for c in s.chars() {
-        if special(c) {
+    };
+    out.push_str(&s[..first]);
+    for c in s[first..].chars() {
+        if c.is_ascii() && SPECIAL[c as usize] & mask != 0 {
             out.push('\\');
         }
         out.push(c);

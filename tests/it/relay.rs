@@ -499,3 +499,31 @@ fn influxdb_v2_writes_to_buckets_with_a_token() {
         seen[0]
     );
 }
+
+/// `--once` delivers what it gathered before it exits, with batches in flight too (a shutdown
+/// keeps sending; only a reload stops taking new batches).
+#[test]
+fn once_delivers_before_exit_with_batches_in_flight() {
+    let influx = Influxd::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("once.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[agent]
+  data_dir = "{}"
+  omit_hostname = true
+[[inputs.mem]]
+[[outputs.influxdb]]
+  urls = ["{}"]
+  max_in_flight = 4
+"#,
+            dir.path().join("data").display(),
+            influx.url("")
+        ),
+    )
+    .unwrap();
+    run_ok(&["--config", config.to_str().unwrap(), "--once"], &[], None);
+    assert_eq!(influx.count("telegraf", "mem", "total"), 1);
+}

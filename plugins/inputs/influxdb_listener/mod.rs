@@ -14,6 +14,8 @@ mod auth;
 mod query;
 mod write;
 
+pub use write::{parse_lp, LpBody};
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

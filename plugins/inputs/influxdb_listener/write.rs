@@ -364,6 +364,7 @@ enum Parsed {
 
 /// A body as normalized line protocol: one point per line, escaped as the encoder does, the
 /// timestamp in ns (the write's default time where a line had none).
+#[derive(Debug)]
 pub struct LpBody {
     /// The lines.
     pub text: String,
