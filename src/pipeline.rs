@@ -209,15 +209,23 @@ impl Pipeline {
             reservations.push(out.buffer.reserve(write.points).map_err(refused)?);
         }
         let (db, rp) = (write.origin.db.as_str(), write.origin.rp.as_str());
-        let mut record = crate::buffer::record::run_lp_record(db, rp, write.points, write.lp);
-        let shared: Option<Arc<[u8]>> = match (&self.store, reservations.is_empty()) {
-            (_, true) => None,
-            (Some(_), false) => Some(record.clone().into()),
-            (None, false) => Some(std::mem::take(&mut record).into()),
-        };
+        // One copy of the record, shared by the store, the disk buffers and their log writers.
+        let record = Arc::new(crate::buffer::record::run_lp_record(
+            db,
+            rp,
+            write.points,
+            write.lp,
+        ));
         if let Some(store) = &self.store {
             store
-                .append_lp(db, rp, write.points, write.min_time, &write.names, record)
+                .append_lp(
+                    db,
+                    rp,
+                    write.points,
+                    write.min_time,
+                    &write.names,
+                    Arc::clone(&record),
+                )
                 .await
                 .map_err(refused)?;
         }
@@ -225,8 +233,7 @@ impl Pipeline {
             let crate::buffer::AnyReservation::Disk(r) = r else {
                 unreachable!("lp_path is only set when every buffer is on disk");
             };
-            let payload = Arc::clone(shared.as_ref().expect("made when there are reservations"));
-            r.commit_payload(payload, write.points)
+            r.commit_payload(Arc::clone(&record), write.points)
                 .await
                 .map_err(refused)?;
         }

@@ -271,6 +271,9 @@ pub fn read_while(
     Ok(stats)
 }
 
+/// A payload to append: shared, so the writer and a buffer's cache hold one copy.
+pub type Payload = Arc<Vec<u8>>;
+
 /// A place in the log: (first sequence number of a segment, byte offset in it).
 pub type Position = (u64, u64);
 
@@ -362,7 +365,7 @@ fn slow(dir: &Path, from: u64, each: impl FnMut(Record) -> bool) -> io::Result<O
 
 enum Request {
     Append {
-        payload: Vec<u8>,
+        payload: Payload,
         reply: oneshot::Sender<Result<u64, LogError>>,
     },
 }
@@ -476,7 +479,8 @@ impl Log {
     ///
     /// # Errors
     /// [`LogError`]: the write was not made durable and must not be acknowledged.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<u64, LogError> {
+    pub async fn append(&self, payload: impl Into<Payload>) -> Result<u64, LogError> {
+        let payload = payload.into();
         if payload.len() > MAX_RECORD {
             return Err(LogError::TooLarge(payload.len()));
         }
@@ -539,7 +543,7 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         // A group: each record's header beside its payload, written with one vectored write
         // (no copy of the payloads into a group buffer).
-        let mut group: Vec<([u8; HEADER], Vec<u8>)> = Vec::new();
+        let mut group: Vec<([u8; HEADER], Payload)> = Vec::new();
         let mut replies = Vec::new();
         while let Ok(first) = rx.recv() {
             group.clear();
@@ -574,7 +578,7 @@ impl Writer {
     }
 
     /// Writes and fsyncs one group of `bytes` bytes.
-    fn commit(&mut self, group: &[([u8; HEADER], Vec<u8>)], bytes: usize) -> Result<(), LogError> {
+    fn commit(&mut self, group: &[([u8; HEADER], Payload)], bytes: usize) -> Result<(), LogError> {
         let result = self.try_commit(group, bytes);
         if let Err(e) = &result {
             // Do not trust this segment again: cut it back to its durable length and start a
@@ -592,7 +596,7 @@ impl Writer {
         })
     }
 
-    fn try_commit(&mut self, group: &[([u8; HEADER], Vec<u8>)], bytes: usize) -> io::Result<()> {
+    fn try_commit(&mut self, group: &[([u8; HEADER], Payload)], bytes: usize) -> io::Result<()> {
         if self.file.is_none() || self.file_len >= self.options.segment_bytes {
             let path = self.dir.join(segment_name(self.next_seq));
             let mut f = OpenOptions::new()

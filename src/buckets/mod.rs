@@ -306,7 +306,7 @@ impl BucketStore {
             check_names(db, rp)?;
             record::encode_run(db, rp, ms, &mut payload);
         }
-        self.append_payload(payload).await?;
+        self.append_payload(Arc::new(payload)).await?;
         for ((db, rp), ms) in groups {
             self.note_measurements(db, rp, ms.iter().map(|m| m.name.as_str()));
         }
@@ -328,7 +328,7 @@ impl BucketStore {
         points: usize,
         min_time: i64,
         names: &[String],
-        record: Vec<u8>,
+        record: wal::Payload,
     ) -> Result<(), Refusal> {
         self.admit(points)?;
         let horizon = self.horizon();
@@ -382,7 +382,7 @@ impl BucketStore {
     }
 
     /// Appends one log record; resolves after its fsync.
-    async fn append_payload(&self, payload: Vec<u8>) -> Result<(), Refusal> {
+    async fn append_payload(&self, payload: wal::Payload) -> Result<(), Refusal> {
         let len = payload.len() as u64;
         self.log
             .append(payload)

@@ -36,7 +36,7 @@ struct Rec {
     points: usize,
     bytes: u64,
     /// The record's payload, when cached.
-    payload: Option<Arc<[u8]>>,
+    payload: Option<wal::Payload>,
 }
 
 #[derive(Debug, Default)]
@@ -64,13 +64,8 @@ struct State {
 impl State {
     /// Queues a durable record of `points` points, keeping its payload in memory while the
     /// cache has room.
-    fn push_record<P: AsRef<[u8]> + Into<Arc<[u8]>>>(
-        &mut self,
-        seq: u64,
-        points: usize,
-        payload: P,
-    ) {
-        let bytes = payload.as_ref().len() as u64;
+    fn push_record(&mut self, seq: u64, points: usize, payload: wal::Payload) {
+        let bytes = payload.len() as u64;
         self.queued += points;
         self.queued_bytes += bytes;
         let cache = self.cached + bytes <= CACHE_BYTES;
@@ -82,7 +77,7 @@ impl State {
             seq,
             points,
             bytes,
-            payload: cache.then(|| payload.into()),
+            payload: cache.then_some(payload),
         });
     }
 }
@@ -131,7 +126,7 @@ impl DiskBuffer {
                 tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
                 continue;
             };
-            st.push_record(r.seq, points, r.payload);
+            st.push_record(r.seq, points, Arc::new(r.payload));
         }
         if st.queued > 0 {
             tracing::info!(output = %output, points = st.queued, "resuming a disk buffer backlog");
@@ -235,7 +230,7 @@ impl DiskBuffer {
     pub async fn peek_records(
         self: &Arc<Self>,
         max: usize,
-    ) -> std::io::Result<Vec<(usize, Arc<[u8]>)>> {
+    ) -> std::io::Result<Vec<(usize, wal::Payload)>> {
         self.peek_records_after(0, max).await
     }
 
@@ -248,7 +243,7 @@ impl DiskBuffer {
         self: &Arc<Self>,
         skip: usize,
         max: usize,
-    ) -> std::io::Result<Vec<(usize, Arc<[u8]>)>> {
+    ) -> std::io::Result<Vec<(usize, wal::Payload)>> {
         let missing = {
             let st = self.lock();
             st.records
@@ -417,7 +412,7 @@ impl DiskReservation {
     /// # Errors
     /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
     pub async fn commit(self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
-        let payload: Arc<[u8]> = record::encode(&chunk).into();
+        let payload = Arc::new(record::encode(&chunk));
         self.commit_payload(payload, chunk.len()).await
     }
 
@@ -428,13 +423,13 @@ impl DiskReservation {
     /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
     pub async fn commit_payload(
         mut self,
-        payload: Arc<[u8]>,
+        payload: wal::Payload,
         points: usize,
     ) -> Result<(), Refusal> {
         let b = Arc::clone(&self.buffer);
         let seq = b
             .log
-            .append(payload.to_vec())
+            .append(Arc::clone(&payload))
             .await
             .map_err(|e| Refusal::Unavailable {
                 output: b.output.clone(),
