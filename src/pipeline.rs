@@ -1091,6 +1091,9 @@ async fn consume(slot: &OutputSlot, points: usize) {
         .fetch_add(points as u64, Ordering::Relaxed);
 }
 
+/// How long one pipelined attempt goes on taking new batches.
+const PIPELINE_SPAN: Duration = Duration::from_secs(5);
+
 /// A batch sent and not yet consumed: its records, its points, the task sending it, and its
 /// result once the task has reported.
 struct Flying {
@@ -1105,8 +1108,8 @@ struct Flying {
 /// that completes early waits for those before it). Returns when the buffer has nothing more
 /// to send, or at the first failure in order: batches still in flight are then cancelled and,
 /// with the failed one, stay buffered (any of them that arrived is sent again; InfluxDB writes
-/// are idempotent). Stops taking new batches once `abort` (a reload) is cancelled; a shutdown
-/// goes on sending, as the one-batch path does.
+/// are idempotent). Stops taking new batches after [`PIPELINE_SPAN`] or once `abort` (a reload)
+/// is cancelled; a shutdown goes on sending, as the one-batch path does.
 async fn write_records_pipelined(
     slot: &OutputSlot,
     disk: &Arc<DiskBuffer>,
@@ -1119,9 +1122,12 @@ async fn write_records_pipelined(
     let mut first_id = 0usize; // id of batches[0]; ids count batches sent in this attempt
     let mut delivered = false;
     let mut more = true;
+    let started = tokio::time::Instant::now();
     loop {
         let sending = batches.iter().filter(|b| b.done.is_none()).count();
         let mut room = in_flight.saturating_sub(sending);
+        // A steady stream ends now and then, so the output task updates its counters and logs.
+        more &= started.elapsed() < PIPELINE_SPAN;
         while more && room > 0 && !abort.is_cancelled() {
             let skip = batches.iter().map(|b| b.records).sum();
             let records = match disk.peek_records_after(skip, slot.batch_size).await {
@@ -1171,7 +1177,7 @@ async fn write_records_pipelined(
         // holds a sender, so the wait ends.
         if batches.front().is_some_and(|b| b.done.is_none()) {
             if let Some((id, result)) = reports.recv().await {
-                if let Some(b) = batches.get_mut(id - first_id) {
+                if let Some(b) = id.checked_sub(first_id).and_then(|i| batches.get_mut(i)) {
                     b.done = Some(result);
                 }
             }
