@@ -4,7 +4,9 @@
 //! [--gzip] [--unique] [--pid PID] [--json]`
 //!
 //! Each connection is a keep-alive HTTP/1.1 client posting bodies of N lines of realistic
-//! metrics (every point unique with `--unique`: its own series and timestamp). It reports
+//! metrics (every point unique with `--unique`: its own timestamp; the body is made once per
+//! connection and each request rewrites its timestamps in place, so the generator's CPU stays
+//! small beside the server's on a shared machine). It reports
 //! accepted lines/s, MB/s, p50/p99 latency and the status histogram; given the server's pid, also
 //! the server's CPU-seconds and peak RSS during the run (from /proc).
 
@@ -102,6 +104,61 @@ fn body(conn: usize, seq: u64, lines: usize, unique: bool, gzip: bool, base_ns: 
     }
 }
 
+/// A connection's `--unique` body: made once, then each request's timestamps are written over
+/// the previous ones (all ns timestamps here have 19 digits).
+struct Unique {
+    conn: usize,
+    lines: usize,
+    base_ns: i64,
+    text: Vec<u8>,
+    /// Where each line's timestamp starts.
+    stamps: Vec<usize>,
+}
+
+const STAMP_DIGITS: usize = 19;
+
+impl Unique {
+    fn new(conn: usize, lines: usize, base_ns: i64) -> Unique {
+        let text = body(conn, 0, lines, true, false, base_ns);
+        let mut stamps = Vec::with_capacity(lines);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &text) {
+            stamps.push(end - STAMP_DIGITS);
+            start = end + 1;
+        }
+        debug_assert_eq!(start, text.len());
+        Unique {
+            conn,
+            lines,
+            base_ns,
+            text,
+            stamps,
+        }
+    }
+
+    /// Request `seq`'s body: line `i` at `base + (seq * lines + i) µs + conn ns`, as [`body`]
+    /// writes them.
+    fn render(&mut self, seq: u64, gzip: bool) -> Vec<u8> {
+        let mut digits = itoa::Buffer::new();
+        for (i, &at) in self.stamps.iter().enumerate() {
+            let n = seq * self.lines as u64 + i as u64;
+            let ts = self.base_ns + (n as i64) * 1000 + self.conn as i64;
+            let text = digits.format(ts).as_bytes();
+            if text.len() != STAMP_DIGITS {
+                return body(self.conn, seq, self.lines, true, gzip, self.base_ns);
+            }
+            self.text[at..at + STAMP_DIGITS].copy_from_slice(text);
+        }
+        if gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&self.text).expect("writing to memory");
+            e.finish().expect("writing to memory")
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
     buf.clear();
     let mut chunk = [0u8; 4096];
@@ -152,6 +209,9 @@ async fn run_conn(
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(8192);
     let repeated = (!args.unique).then(|| body(conn, 0, args.batch, false, args.gzip, base_ns));
+    let mut unique = args
+        .unique
+        .then(|| Unique::new(conn, args.batch, base_ns));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // With --points, each request first claims its batch from the budget.
@@ -159,9 +219,10 @@ async fn run_conn(
             budget.fetch_add(1, Ordering::Relaxed);
             break;
         }
-        let payload = match &repeated {
-            Some(b) => b.clone(),
-            None => body(conn, seq, args.batch, true, args.gzip, base_ns),
+        let payload = match (&repeated, &mut unique) {
+            (Some(b), _) => b.clone(),
+            (None, Some(u)) => u.render(seq, args.gzip),
+            (None, None) => unreachable!("one of the two is made"),
         };
         seq += 1;
         let mut request = format!(
@@ -350,4 +411,26 @@ fn main() -> std::process::ExitCode {
         );
     }
     std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_bodies_rewrite_timestamps_as_body_writes_them() {
+        let base = 1_700_000_000_000_000_000;
+        let mut u = Unique::new(3, 50, base);
+        for seq in [0, 1, 7, 1000] {
+            let made = String::from_utf8(body(3, seq, 50, true, false, base)).unwrap();
+            let rendered = String::from_utf8(u.render(seq, false)).unwrap();
+            let stamps = |t: &str| -> Vec<String> {
+                t.lines()
+                    .map(|l| l.rsplit_once(' ').unwrap().1.to_owned())
+                    .collect()
+            };
+            assert_eq!(stamps(&rendered), stamps(&made), "seq {seq}");
+            assert_eq!(rendered.lines().count(), 50);
+        }
+    }
 }
