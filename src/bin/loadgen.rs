@@ -209,9 +209,7 @@ async fn run_conn(
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(8192);
     let repeated = (!args.unique).then(|| body(conn, 0, args.batch, false, args.gzip, base_ns));
-    let mut unique = args
-        .unique
-        .then(|| Unique::new(conn, args.batch, base_ns));
+    let mut unique = args.unique.then(|| Unique::new(conn, args.batch, base_ns));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // With --points, each request first claims its batch from the budget.
