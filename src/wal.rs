@@ -330,8 +330,9 @@ pub fn read_streaming(
             {
                 return slow(dir, last_seq + 1, each);
             }
-            let mut payload = vec![0u8; len];
-            if reader.read_exact(&mut payload).is_err() {
+            // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+            let mut payload = Vec::with_capacity(len);
+            if (&mut reader).take(len as u64).read_to_end(&mut payload)? < len {
                 break; // a record being written: stop here
             }
             let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));

@@ -322,6 +322,21 @@ fn merge_from(live: &[Chunk]) -> Option<usize> {
     (live.len() - from >= MERGE_AT).then_some(from)
 }
 
+/// The lines of stored line protocol (`\n`-terminated, no `\r`: the listener normalized them).
+fn stored_lines(lp: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', lp.as_bytes())
+        .map(move |end| {
+            let line = &lp[start..end];
+            start = end + 1;
+            line
+        })
+        .chain(std::iter::once_with(move || {
+            &lp[lp.rfind('\n').map_or(0, |i| i + 1)..]
+        }))
+        .filter(|l| !l.is_empty())
+}
+
 /// Whether the newest of `live` (non-empty, in log order) was written at least `settle` ago.
 fn settled(live: &[Chunk], settle: Duration) -> bool {
     live.last()
@@ -508,7 +523,7 @@ impl BucketStore {
                 continue;
             }
             let mut current: Option<(i64, &mut Lines<'_>)> = None;
-            for line in lp.lines() {
+            for line in stored_lines(lp) {
                 let Some(t) = line_time(line) else { continue };
                 let start = t.div_euclid(partition) * partition;
                 // Lines of one record mostly share a partition: look the group up only on change.
@@ -737,6 +752,22 @@ mod tiering {
         assert!(index.windows(2).all(|w| w[0].tmax < w[1].tmin), "{index:?}");
         // Only the blocks around 150..160 were decoded: most bytes were copied.
         assert!(copied > 3 * merged, "copied {copied}, merged {merged}");
+    }
+
+    #[test]
+    fn stored_lines_are_split_as_str_lines_splits_them() {
+        for text in [
+            "",
+            "\n",
+            "a 1\n",
+            "a 1\nb 2\n",
+            "a 1\nb 2",
+            "a 1",
+            "a 1\n\nb 2\n",
+        ] {
+            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(stored_lines(text).collect::<Vec<_>>(), lines, "{text:?}");
+        }
     }
 
     #[test]
