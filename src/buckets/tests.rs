@@ -247,6 +247,9 @@ fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
     );
     assert!(lines.iter().all(|l| l.contains("host=new")));
     assert_eq!(store.stats.expired_partitions.load(Ordering::Relaxed), 1);
+    // One point a chunk, each at its own time: the merge copied every block.
+    assert!(store.stats.copied_bytes.load(Ordering::Relaxed) > 0);
+    assert_eq!(store.stats.merged_bytes.load(Ordering::Relaxed), 0);
 }
 
 #[test]

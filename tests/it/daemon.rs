@@ -98,6 +98,8 @@ fn metrics_endpoint_reports_counters() {
         "heliograph_output_written_points_total{output=\"outputs.file\"} 1",
         "heliograph_output_queued_points{output=\"outputs.file\"} 0",
         "# TYPE heliograph_buckets_pending_bytes gauge",
+        "heliograph_buckets_merge_copied_bytes_total 0",
+        "heliograph_buckets_merge_decoded_bytes_total 0",
         "heliograph_input_gathered_metrics_total{input=\"inputs.mem\"} 0",
         "heliograph_input_skipped_ticks_total{input=\"inputs.mem\"} 0",
         "heliograph_output_buffer_limit_points{output=\"outputs.file\"} 10000",

@@ -465,6 +465,20 @@ pub fn metrics(state: &State) -> HttpResponse {
             "Partitions dropped by retention.",
             &one(store.stats.expired_partitions.load(Relaxed)),
         );
+        family(
+            &mut text,
+            "buckets_merge_copied_bytes_total",
+            "counter",
+            "Compressed bytes merges copied as they were (no other chunk overlapped them in time).",
+            &one(store.stats.copied_bytes.load(Relaxed)),
+        );
+        family(
+            &mut text,
+            "buckets_merge_decoded_bytes_total",
+            "counter",
+            "Compressed bytes merges decoded and merged (their time ranges overlapped).",
+            &one(store.stats.merged_bytes.load(Relaxed)),
+        );
     }
     // The gather inputs' counters, as the internal input reports them.
     let inputs = state.pipeline.all_input_stats();
