@@ -277,10 +277,10 @@ pub type Payload = Arc<Vec<u8>>;
 /// A place in the log: (first sequence number of a segment, byte offset in it).
 pub type Position = (u64, u64);
 
-/// Reads records with `seq >= from` in order, streaming from `hint` when it is given (the
-/// position returned by the previous call), until `each` returns false or the log ends. Returns
-/// the position just past the last record handed out (or, at the end, past the last complete
-/// record), for the next call.
+/// Reads records with `from <= seq <= until` in order, streaming from `hint` when it is given
+/// (the position returned by the previous call), until `each` returns false, a record past
+/// `until` comes, or the log ends. Returns the position just past the last record handed out
+/// (before a record past `until`; at the end, past the last complete record), for the next call.
 ///
 /// This is the fast path for a consumer that keeps reading where it stopped; on anything
 /// unexpected (the hint's segment is gone, a record that does not validate) it falls back to
@@ -291,9 +291,11 @@ pub type Position = (u64, u64);
 pub fn read_streaming(
     dir: &Path,
     from: u64,
+    until: u64,
     hint: Option<Position>,
     mut each: impl FnMut(Record) -> bool,
 ) -> io::Result<Option<Position>> {
+    let mut each = move |r: Record| r.seq <= until && each(r);
     let segs = segments(dir)?;
     let start = match hint {
         Some((first, offset)) if segs.iter().any(|(f, _)| *f == first) => (first, offset),
@@ -330,12 +332,15 @@ pub fn read_streaming(
             {
                 return slow(dir, last_seq + 1, each);
             }
+            let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+            if seq > until {
+                return Ok(Some((*first, at))); // left for a later call, which starts here
+            }
             // Read into spare capacity: no zeroing of a buffer about to be overwritten.
             let mut payload = Vec::with_capacity(len);
             if (&mut reader).take(len as u64).read_to_end(&mut payload)? < len {
                 break; // a record being written: stop here
             }
-            let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
             if !crc_ok(&header, seq, &payload) {
                 return slow(dir, last_seq + 1, each);
             }
@@ -352,11 +357,6 @@ pub fn read_streaming(
         end = Some((*first, at));
     }
     Ok(end)
-}
-
-/// Bytes a record with a payload of `len` bytes takes in a segment.
-pub fn framed_len(len: usize) -> u64 {
-    (HEADER + len) as u64
 }
 
 fn slow(dir: &Path, from: u64, each: impl FnMut(Record) -> bool) -> io::Result<Option<Position>> {

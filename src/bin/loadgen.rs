@@ -104,6 +104,13 @@ fn body(conn: usize, seq: u64, lines: usize, unique: bool, gzip: bool, base_ns: 
     }
 }
 
+/// A connection's request bodies: the same every time, or (`--unique`) each with its own
+/// timestamps.
+enum Bodies {
+    Same(Vec<u8>),
+    Unique(Unique),
+}
+
 /// A connection's `--unique` body: made once, then each request's timestamps are written over
 /// the previous ones (all ns timestamps here have 19 digits).
 struct Unique {
@@ -208,8 +215,11 @@ async fn run_conn(
     let mut stats = ConnStats::default();
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(8192);
-    let repeated = (!args.unique).then(|| body(conn, 0, args.batch, false, args.gzip, base_ns));
-    let mut unique = args.unique.then(|| Unique::new(conn, args.batch, base_ns));
+    let mut bodies = if args.unique {
+        Bodies::Unique(Unique::new(conn, args.batch, base_ns))
+    } else {
+        Bodies::Same(body(conn, 0, args.batch, false, args.gzip, base_ns))
+    };
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // With --points, each request first claims its batch from the budget.
@@ -217,10 +227,9 @@ async fn run_conn(
             budget.fetch_add(1, Ordering::Relaxed);
             break;
         }
-        let payload = match (&repeated, &mut unique) {
-            (Some(b), _) => b.clone(),
-            (None, Some(u)) => u.render(seq, args.gzip),
-            (None, None) => unreachable!("one of the two is made"),
+        let payload = match &mut bodies {
+            Bodies::Same(same) => same.clone(),
+            Bodies::Unique(unique) => unique.render(seq, args.gzip),
         };
         seq += 1;
         let mut request = format!(

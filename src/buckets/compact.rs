@@ -491,13 +491,7 @@ impl BucketStore {
         // power loss, and its sequence number be reused by a write the cursor would then skip.
         let durable = self.log.durable_seq();
         let hint = *self.read_at.lock().unwrap_or_else(|e| e.into_inner());
-        // A record looked at but left for the next run: the position returned is past it.
-        let mut unread = 0;
-        let at = wal::read_streaming(&wal_dir, cursor + 1, hint, |r| {
-            if r.seq > durable {
-                unread = wal::framed_len(r.payload.len());
-                return false;
-            }
+        let next_at = wal::read_streaming(&wal_dir, cursor + 1, durable, hint, |r| {
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
             last = r.seq;
@@ -507,7 +501,6 @@ impl BucketStore {
             }
             bytes < MAX_RUN_BYTES
         })?;
-        let next_at = at.map(|(segment, offset)| (segment, offset - unread));
         let Some(first) = first else {
             *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = next_at;
             return Ok(0);

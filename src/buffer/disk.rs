@@ -288,7 +288,7 @@ impl DiskBuffer {
             .filter(|(next, _)| *next == from)
             .map(|(_, p)| p);
         let mut next = from;
-        let pos = wal::read_streaming(self.log.dir(), from, hint, |r| {
+        let pos = wal::read_streaming(self.log.dir(), from, u64::MAX, hint, |r| {
             next = r.seq + 1;
             points += record::points(&r.payload).unwrap_or(0);
             loaded.push((r.seq, r.payload));

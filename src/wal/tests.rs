@@ -155,6 +155,44 @@ fn missing_segment_and_empty_file_are_tolerated() {
     assert_eq!(append_all(&log, &["after"]), [31]);
 }
 
+/// A streaming read that stops at `until` returns the position of the first record it left, and
+/// the next read from there starts with that record: none skipped, none read twice (also when
+/// the stop and the resume fall in different segments, and at the end of the log).
+#[test]
+fn streaming_reads_resume_where_until_stopped_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path()); // 200-byte segments: several
+    let items: Vec<String> = (0..12).map(|i| format!("record {i:02}")).collect();
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    append_all(&log, &refs);
+    let mut seen = Vec::new();
+    let mut hint = None;
+    let mut from = 1;
+    for until in [3, 3, 7, 8, 12, 12] {
+        hint = read_streaming(dir.path(), from, until, hint, |r| {
+            seen.push(r.seq);
+            true
+        })
+        .unwrap();
+        assert!(hint.is_some(), "a position after reading to {until}");
+        from = seen.last().map_or(1, |s| s + 1);
+    }
+    assert_eq!(seen, (1..=12).collect::<Vec<u64>>());
+    // A stop on `each` returning false resumes past the record it took.
+    let mut taken = Vec::new();
+    let at = read_streaming(dir.path(), 1, u64::MAX, None, |r| {
+        taken.push(r.seq);
+        r.seq < 5
+    })
+    .unwrap();
+    read_streaming(dir.path(), 6, u64::MAX, at, |r| {
+        taken.push(r.seq);
+        true
+    })
+    .unwrap();
+    assert_eq!(taken, (1..=12).collect::<Vec<u64>>());
+}
+
 #[test]
 fn reader_sees_durable_records_beside_the_writer() {
     let dir = tempfile::tempdir().unwrap();

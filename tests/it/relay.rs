@@ -118,6 +118,16 @@ fn delivers_dbs_rps_precisions_with_exact_values_and_types() {
     );
 }
 
+/// Waits until the upstream has all `acked` points of measurement `load` in `db`.
+fn assert_delivered(influx: &Influxd, db: &str, acked: u64, agent: &TestAgent, within: Duration) {
+    assert!(
+        eventually(within, || influx.count(db, "load", "v") == acked),
+        "upstream has {} of {acked} acknowledged points\n{}",
+        influx.count(db, "load", "v"),
+        agent.logs()
+    );
+}
+
 /// Writes `requests` requests of 10 unique points on a thread; returns the points acknowledged.
 fn write_load(
     url: String,
@@ -175,14 +185,7 @@ fn outage_loses_nothing(extra: &str) {
     influx.signal("CONT");
     let acked = load.join().unwrap();
     assert!(acked > 1000, "acked {acked}");
-    assert!(
-        eventually(Duration::from_secs(60), || influx
-            .count("load", "load", "v")
-            == acked),
-        "upstream has {} of {acked} acknowledged points\n{}",
-        influx.count("load", "load", "v"),
-        agent.logs()
-    );
+    assert_delivered(&influx, "load", acked, &agent, Duration::from_secs(60));
 }
 
 #[test]
@@ -202,14 +205,31 @@ fn backlog_survives_sigkill_of_heliograph() {
     drop(agent);
     influx.restart();
     let agent = TestAgent::start_in(dir, &config);
-    assert!(
-        eventually(Duration::from_secs(30), || influx
-            .count("spool", "load", "v")
-            == acked),
-        "upstream has {} of {acked}\n{}",
-        influx.count("spool", "load", "v"),
-        agent.logs()
-    );
+    assert_delivered(&influx, "spool", acked, &agent, Duration::from_secs(30));
+}
+
+/// heliograph killed while several batches are in flight to a hung upstream: after the restart
+/// every acknowledged point arrives (those in flight are sent again; InfluxDB keeps one copy).
+#[test]
+fn sigkill_with_batches_in_flight_loses_nothing() {
+    let influx = Influxd::start(0);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let extra = "  max_in_flight = 4\n  metric_batch_size = 30";
+    let config = relay_config(&[influx.url("")], extra, "");
+    let agent = TestAgent::start_in(Arc::clone(&dir), &config);
+    influx.signal("STOP"); // requests reach it and hang there
+    let base = now_ns() - 3_600_000_000_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = write_load(agent.url("/write?db=inflight"), 50, stop, base)
+        .join()
+        .unwrap();
+    assert_eq!(acked, 500);
+    std::thread::sleep(Duration::from_millis(300)); // batches sent, none answered
+    signal(&agent.child, "KILL");
+    drop(agent);
+    influx.signal("CONT");
+    let agent = TestAgent::start_in(dir, &config);
+    assert_delivered(&influx, "inflight", acked, &agent, Duration::from_secs(30));
 }
 
 #[test]

@@ -129,14 +129,7 @@ fn sighup_under_load_keeps_every_point_and_every_connection() {
     assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
     // Local buckets: every acknowledged point, with the tag of the generation that took it.
     let exported = agent.export("t", &[]);
-    let untagged: std::collections::HashSet<String> = exported
-        .iter()
-        .map(|l| {
-            let (head, rest) = l.split_once(' ').unwrap();
-            let head: Vec<&str> = head.split(',').filter(|p| !p.starts_with("gen=")).collect();
-            format!("{} {rest}", head.join(","))
-        })
-        .collect();
+    let untagged = without_gen_tag(&exported);
     let lost: Vec<&String> = acked.iter().filter(|l| !untagged.contains(*l)).collect();
     assert!(
         lost.is_empty(),
@@ -159,15 +152,7 @@ fn sighup_under_load_keeps_every_point_and_every_connection() {
     // them all.
     let status = agent.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status:?}\n{}", agent.logs());
-    let file: std::collections::HashSet<String> = agent
-        .lines("out.lp")
-        .iter()
-        .map(|l| {
-            let (head, rest) = l.split_once(' ').unwrap();
-            let head: Vec<&str> = head.split(',').filter(|p| !p.starts_with("gen=")).collect();
-            format!("{} {rest}", head.join(","))
-        })
-        .collect();
+    let file = without_gen_tag(&agent.lines("out.lp"));
     let missing = acked.iter().filter(|l| !file.contains(*l)).count();
     assert_eq!(
         missing, 0,
@@ -325,4 +310,16 @@ fn an_output_removed_by_reload_is_logged_with_what_it_held() {
     assert!(status.success());
     assert_eq!(agent.lines("kept.lp"), ["m v=1i 1", "m v=2i 2"]);
     assert!(agent.lines("gone.lp").is_empty());
+}
+
+/// Lines with their `gen=` tag (the generation that took them) taken out.
+fn without_gen_tag(lines: &[String]) -> std::collections::HashSet<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let (head, rest) = l.split_once(' ').unwrap();
+            let head: Vec<&str> = head.split(',').filter(|p| !p.starts_with("gen=")).collect();
+            format!("{} {rest}", head.join(","))
+        })
+        .collect()
 }
