@@ -437,7 +437,27 @@ fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
             }),
         }
     }
-    Ok(out)
+    Ok(coalesce_copies(out))
+}
+
+/// Joins clusters that are each one indexed span and follow one another in the same input into
+/// one span, so a merge copies a run of untouched blocks in one go.
+fn coalesce_copies(clusters: Vec<Vec<Span>>) -> Vec<Vec<Span>> {
+    let mut out: Vec<Vec<Span>> = Vec::with_capacity(clusters.len());
+    for cluster in clusters {
+        if let ([next], Some([prev])) = (&cluster[..], out.last_mut().map(Vec::as_mut_slice)) {
+            if next.indexed
+                && prev.indexed
+                && next.input == prev.input
+                && prev.offset + prev.size == next.offset
+            {
+                prev.size += next.size;
+                continue;
+            }
+        }
+        out.push(cluster);
+    }
+    out
 }
 
 fn now_ns() -> i64 {
@@ -777,6 +797,10 @@ mod tiering {
             .iter()
             .map(|c| fs::metadata(&c.path).unwrap().len())
             .sum();
+        // Each input's blocks overlap nothing: one copy per input, not one per block.
+        let pieces = clusters(&inputs).unwrap();
+        assert_eq!(pieces.len(), 4);
+        assert!(pieces.iter().all(|c| c.len() == 1 && c[0].indexed));
         let (copied, merged) = merge_chunks(dir.path(), &inputs).unwrap();
         assert_eq!((copied, merged), (size, 0));
         let (live, _) = live_chunks(chunks(dir.path()).unwrap());
