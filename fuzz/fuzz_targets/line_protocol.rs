@@ -1,10 +1,11 @@
 //! Fuzzes the line protocol parser: it never panics, every error has a position, and every
-//! point it accepts encodes to text that parses back to the same metric.
+//! point it accepts encodes to text that parses back to the same metric; the text copied as
+//! written (`Line::verbatim`) is what encoding the point's parts writes.
 #![no_main]
 
 use std::sync::Arc;
 
-use heliograph::line_protocol::{encode, Parser, Precision};
+use heliograph::line_protocol::{encode, encode_line, Parser, Precision, Verbatim};
 use heliograph::metric::Origin;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,6 +18,15 @@ fuzz_target!(|data: &[u8]| {
         match result {
             Err(e) => assert!(e.line >= 1 && e.column >= 1),
             Ok(line) => {
+                let mut copied = String::new();
+                let mut encoded = String::new();
+                let mut parts = line.clone();
+                parts.verbatim = Verbatim::No;
+                assert_eq!(
+                    encode_line(&line, 7, &mut copied),
+                    encode_line(&parts, 7, &mut encoded)
+                );
+                assert_eq!(copied, encoded);
                 let Ok(metric) = line.to_metric(Precision::Nanoseconds, 0, &origin) else {
                     continue;
                 };

@@ -18,7 +18,9 @@ mod tests;
 
 pub use encode::{encode, encode_all, encode_line};
 pub(crate) use parse::parse_timestamp;
-pub use parse::{Line, ParseError, ParseErrorKind, Parser, Value, MAX_NAME_LEN, MAX_STRING_LEN};
+pub use parse::{
+    Line, ParseError, ParseErrorKind, Parser, Value, Verbatim, MAX_NAME_LEN, MAX_STRING_LEN,
+};
 
 use std::fmt;
 

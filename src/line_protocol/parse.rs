@@ -71,6 +71,39 @@ pub struct Line<'a> {
     /// The text of each float field as written, in field order, so it can be copied instead of
     /// formatted again; empty when it no longer lines up with the fields (a repeated field).
     pub float_text: Vec<&'a str>,
+    /// How much of the text as written [`super::encode_line`] can copy instead of encoding.
+    pub verbatim: Verbatim<'a>,
+}
+
+/// The parts of a line whose text as written is what encoding would write for them, so
+/// [`super::encode_line`] copies them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verbatim<'a> {
+    /// Nothing: the line is encoded from its parts.
+    #[default]
+    No,
+    /// No name needs escaping, and the field set is this text (integers and booleans in their
+    /// shortest form, no field merged or dropped); the tags were reordered or spaced
+    /// differently.
+    Fields(&'a str),
+    /// Measurement, tags and fields: this text (tags in order, one space before the fields);
+    /// the field set is its last `fields` bytes.
+    Whole {
+        /// The text from the measurement to the end of the field set.
+        text: &'a str,
+        /// The length of the field set at its end.
+        fields: usize,
+    },
+}
+
+impl<'a> Verbatim<'a> {
+    /// What is left to copy once the tags have been reordered.
+    fn tags_reordered(self) -> Verbatim<'a> {
+        match self {
+            Verbatim::Whole { text, fields } => Verbatim::Fields(&text[text.len() - fields..]),
+            other => other,
+        }
+    }
 }
 
 impl Line<'_> {
@@ -386,6 +419,7 @@ impl<'a> Parser<'a> {
         line.fields.clear();
         line.float_text.clear();
         line.timestamp = None;
+        line.verbatim = Verbatim::No;
         match self.point(line) {
             Ok(end) => {
                 // The parser is already past this point: report it without resynchronising.
@@ -461,6 +495,7 @@ impl<'a> Parser<'a> {
     /// Parses one point starting at `self.pos`; returns the offset of its end (before the LF).
     fn point(&mut self, line: &mut Line<'a>) -> Step<usize> {
         let bytes = self.src.as_bytes();
+        let head = self.pos;
         let (measurement, mut i) = self.name(self.pos, Element::Measurement)?;
         if measurement.is_empty() {
             return Err((i, ParseErrorKind::EmptyMeasurement));
@@ -487,14 +522,21 @@ impl<'a> Parser<'a> {
         if i == before_spaces || i >= bytes.len() || matches!(bytes[i], b'\n' | b'\r') {
             return Err((i, ParseErrorKind::MissingFields));
         }
+        let one_space = i == before_spaces + 1;
+        let fields_at = i;
+        let mut canonical = true;
         loop {
             let (key, j) = self.name(i, Element::FieldKey)?;
             if key.is_empty() || bytes.get(j) != Some(&b'=') {
                 return Err((j, ParseErrorKind::BadField));
             }
             let (value, k) = self.value(j + 1)?;
-            if matches!(value, Value::Float(_)) {
-                line.float_text.push(&self.src[j + 1..k]);
+            let token = &self.src[j + 1..k];
+            match &value {
+                Value::Float(_) => line.float_text.push(token),
+                Value::Int(_) | Value::UInt(_) => canonical &= shortest_integer(token),
+                Value::Bool(b) => canonical &= token == if *b { "true" } else { "false" },
+                Value::Str(_) => {}
             }
             line.fields.push((key, value));
             i = k;
@@ -502,6 +544,17 @@ impl<'a> Parser<'a> {
                 Some(b',') => i += 1,
                 _ => break,
             }
+        }
+        // No backslash: every name and string is written as it is read.
+        if canonical && memchr::memchr(b'\\', &bytes[head..i]).is_none() {
+            line.verbatim = if one_space {
+                Verbatim::Whole {
+                    text: &self.src[head..i],
+                    fields: i - fields_at,
+                }
+            } else {
+                Verbatim::Fields(&self.src[fields_at..i])
+            };
         }
         // Optional timestamp, then the end of the line.
         while i < bytes.len() && bytes[i] == b' ' {
@@ -689,6 +742,7 @@ impl<'a> Iterator for Parser<'a> {
 fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
     if !line.tags.is_sorted_by(|a, b| key_le(&a.0, &b.0)) {
         line.tags.sort_by(|a, b| a.0.cmp(&b.0));
+        line.verbatim = line.verbatim.tags_reordered();
     }
     for pair in line.tags.windows(2) {
         if pair[0].0 == pair[1].0 {
@@ -698,13 +752,16 @@ fn check(line: &mut Line<'_>) -> Result<(), ParseErrorKind> {
     if line.tags.iter().any(|(k, _)| k == "time") {
         return Err(ParseErrorKind::TimeTag);
     }
-    dedup_fields(&mut line.fields)?;
+    if dedup_fields(&mut line.fields)? {
+        line.verbatim = Verbatim::No;
+    }
     if let Some(i) = line.fields.iter().position(|(k, _)| k == "time") {
         if line.fields.len() == 1 {
             return Err(ParseErrorKind::TimeField);
         }
         // InfluxDB drops a `time` field silently when other fields remain.
         line.fields.remove(i);
+        line.verbatim = Verbatim::No;
     }
     let floats = line
         .fields
@@ -746,9 +803,10 @@ fn key_eq(a: &str, b: &str) -> bool {
 }
 
 /// A repeated field keeps its last value if the types agree; different types are an error.
-fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<(), ParseErrorKind> {
+/// Returns whether fields were merged.
+fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<bool, ParseErrorKind> {
     if fields.len() < 2 {
-        return Ok(());
+        return Ok(false);
     }
     let has_dup = if fields.len() <= 16 {
         (1..fields.len()).any(|i| fields[..i].iter().any(|(k, _)| key_eq(k, &fields[i].0)))
@@ -758,7 +816,7 @@ fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<(), Parse
         keys.windows(2).any(|w| w[0] == w[1])
     };
     if !has_dup {
-        return Ok(());
+        return Ok(false);
     }
     let mut kept: Vec<(Cow<'_, str>, Value<'_>)> = Vec::with_capacity(fields.len());
     for (key, value) in fields.drain(..) {
@@ -770,7 +828,18 @@ fn dedup_fields(fields: &mut Vec<(Cow<'_, str>, Value<'_>)>) -> Result<(), Parse
     }
     // Lifetimes: `kept` borrows nothing from `fields`, only moves out of it.
     *fields = kept;
-    Ok(())
+    Ok(true)
+}
+
+/// Whether an integer token (`-12i`, `7u`) is written as itoa writes its value: no leading
+/// zero, no `-0`.
+fn shortest_integer(token: &str) -> bool {
+    let digits = &token.as_bytes()[..token.len().saturating_sub(1)];
+    match digits {
+        [b'0'] => true,
+        [b'0', ..] | [b'-', b'0', ..] => false,
+        _ => true,
+    }
 }
 
 fn parse_bool(token: &str) -> Option<bool> {

@@ -422,3 +422,81 @@ fn float_text_is_kept_in_field_order_or_dropped_when_fields_merge() {
     ));
     assert_eq!(out, "m a=1.50,c=3e0 7\n");
 }
+
+/// `encode_line`'s output for a line and timestamp 7, and how much of the text the parser
+/// offered to copy; the output is the same as with nothing copied.
+fn encoded_and_verbatim(text: &str) -> (String, Verbatim<'_>) {
+    let mut line = one(text).unwrap();
+    let mut out = String::new();
+    assert!(encode_line(&line, 7, &mut out));
+    let verbatim = line.verbatim;
+    line.verbatim = Verbatim::No;
+    let mut encoded = String::new();
+    assert!(encode_line(&line, 7, &mut encoded));
+    assert_eq!(out, encoded, "{text:?}");
+    (out, verbatim)
+}
+
+#[test]
+fn text_already_in_encoded_form_is_copied() {
+    for text in [
+        "cpu,host=a,region=eu usage=0.5,n=-3i,u=0u,s=\"x y,z=\",b=true 1700000000",
+        "cpu usage=1e3,n=0i,ok=false",
+        "m=x,k=v a=1",
+        "µ,ключ=значение f=\"é\" 1",
+        // Spaces around the timestamp are not part of the copy.
+        "cpu,host=a usage=0.5   1  ",
+    ] {
+        let (_, verbatim) = encoded_and_verbatim(text);
+        assert!(
+            matches!(verbatim, Verbatim::Whole { .. }),
+            "{text:?}: {verbatim:?}"
+        );
+    }
+    // Tags out of order or more than one space: the fields are still copied.
+    for text in ["cpu,z=1,a=2 v=1,s=\"x\"", "cpu,a=1  v=1", "cpu  v=1"] {
+        let (out, verbatim) = encoded_and_verbatim(text);
+        assert_eq!(
+            verbatim,
+            Verbatim::Fields(&text[text.rfind(' ').unwrap() + 1..])
+        );
+        assert!(
+            out.ends_with(" v=1 7\n") || out.ends_with(" v=1,s=\"x\" 7\n"),
+            "{out:?}"
+        );
+    }
+    for text in [
+        // Escapes, long forms, merged or dropped fields.
+        "cpu\\ x v=1",
+        "cpu,h=a\\,b v=1",
+        "cpu s=\"a \\\"q\\\"\"",
+        "cpu,z=1,a\\ b=2 v=1",
+        "cpu v=1,v=2",
+        "cpu time=1i,v=2",
+        "cpu n=007i",
+        "cpu n=-0i",
+        "cpu n=01u",
+        "cpu b=t",
+        "cpu b=FALSE",
+        "cpu a\\b=1",
+    ] {
+        let (_, verbatim) = encoded_and_verbatim(text);
+        assert_eq!(verbatim, Verbatim::No, "{text:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn copying_text_as_written_encodes_what_encoding_the_parts_writes(
+        text in "[a-c\\\\ ]{1,3}(,[ab]{1,2}=[a0\\\\]{1,2}){0,3} {1,2}[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|F|false|\"[a\\\\\"]{0,3}\"|1\\.50)(,[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|\"[a\\\\\"]{0,3}\"|2e1)){0,3}( -?[0-9]{1,5})? ?"
+    ) {
+        for mut line in Parser::new(&text).flatten() {
+            let mut out = String::new();
+            prop_assert!(encode_line(&line, 7, &mut out));
+            line.verbatim = Verbatim::No;
+            let mut encoded = String::new();
+            prop_assert!(encode_line(&line, 7, &mut encoded));
+            prop_assert_eq!(out, encoded, "{:?}", text);
+        }
+    }
+}
