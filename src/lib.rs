@@ -12,6 +12,7 @@
 //! - [`buckets`]: the local bucket store (durable log, partitions, export).
 //! - [`wal`]: the durable log with group commit.
 //! - [`http`]: the server plumbing and capped body reading.
+//! - [`pool`]: large buffers reused across writes.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
 //! - [`ratelimit`]: log lines that a flood cannot multiply.
 //! - [`systemd`]: readiness, stopping and watchdog notifications.
@@ -29,6 +30,7 @@ pub mod metric;
 pub mod pipeline;
 #[path = "../plugins/mod.rs"]
 pub mod plugins;
+pub mod pool;
 pub mod ratelimit;
 pub mod systemd;
 pub mod wal;

@@ -210,12 +210,8 @@ impl Pipeline {
         }
         let (db, rp) = (write.origin.db.as_str(), write.origin.rp.as_str());
         // One copy of the record, shared by the store, the disk buffers and their log writers.
-        let record = Arc::new(crate::buffer::record::run_lp_record(
-            db,
-            rp,
-            write.points,
-            write.lp,
-        ));
+        let record =
+            Arc::new(crate::buffer::record::run_lp_record(db, rp, write.points, write.lp).into());
         if let Some(store) = &self.store {
             store
                 .append_lp(

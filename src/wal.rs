@@ -271,8 +271,9 @@ pub fn read_while(
     Ok(stats)
 }
 
-/// A payload to append: shared, so the writer and a buffer's cache hold one copy.
-pub type Payload = Arc<Vec<u8>>;
+/// A payload to append: shared, so the writer and a buffer's cache hold one copy; its buffer
+/// goes back to the [`crate::pool`] when the last holder lets go.
+pub type Payload = Arc<crate::pool::Pooled>;
 
 /// A place in the log: (first sequence number of a segment, byte offset in it).
 pub type Position = (u64, u64);
@@ -337,7 +338,7 @@ pub fn read_streaming(
                 return Ok(Some((*first, at))); // left for a later call, which starts here
             }
             // Read into spare capacity: no zeroing of a buffer about to be overwritten.
-            let mut payload = Vec::with_capacity(len);
+            let mut payload = crate::pool::take(len);
             if (&mut reader).take(len as u64).read_to_end(&mut payload)? < len {
                 break; // a record being written: stop here
             }

@@ -306,7 +306,7 @@ impl BucketStore {
             check_names(db, rp)?;
             record::encode_run(db, rp, ms, &mut payload);
         }
-        self.append_payload(Arc::new(payload)).await?;
+        self.append_payload(Arc::new(payload.into())).await?;
         for ((db, rp), ms) in groups {
             self.note_measurements(db, rp, ms.iter().map(|m| m.name.as_str()));
         }

@@ -126,7 +126,7 @@ impl DiskBuffer {
                 tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
                 continue;
             };
-            st.push_record(r.seq, points, Arc::new(r.payload));
+            st.push_record(r.seq, points, Arc::new(r.payload.into()));
         }
         if st.queued > 0 {
             tracing::info!(output = %output, points = st.queued, "resuming a disk buffer backlog");
@@ -302,7 +302,7 @@ impl DiskBuffer {
             };
             if st.records[i].payload.is_none() {
                 st.cached += payload.len() as u64;
-                st.records[i].payload = Some(payload.into());
+                st.records[i].payload = Some(Arc::new(payload.into()));
             }
         }
         Ok(())
@@ -412,7 +412,7 @@ impl DiskReservation {
     /// # Errors
     /// [`Refusal::Unavailable`] when the log cannot make it durable (disk full): nothing queued.
     pub async fn commit(self, chunk: Arc<[Metric]>) -> Result<(), Refusal> {
-        let payload = Arc::new(record::encode(&chunk));
+        let payload = Arc::new(record::encode(&chunk).into());
         self.commit_payload(payload, chunk.len()).await
     }
 

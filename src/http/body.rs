@@ -94,7 +94,7 @@ where
         .exact()
         .map_or(8 * 1024, |n| n.min(max as u64) as usize);
     let capped = Capped {
-        buf: Vec::with_capacity(
+        buf: crate::pool::take(
             if encoding == Encoding::Gzip {
                 initial * 4
             } else {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::pool::Pooled;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,7 +28,11 @@ fn append_all(log: &Log, items: &[&str]) -> Vec<u64> {
     rt().block_on(async {
         let mut seqs = Vec::new();
         for i in items {
-            seqs.push(log.append(i.as_bytes().to_vec()).await.unwrap());
+            seqs.push(
+                log.append(Pooled::from(i.as_bytes().to_vec()))
+                    .await
+                    .unwrap(),
+            );
         }
         seqs
     })
@@ -64,7 +69,11 @@ fn concurrent_appends_share_fsyncs() {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let log = Arc::clone(&log);
-                tokio::spawn(async move { log.append(format!("w{i}").into_bytes()).await.unwrap() })
+                tokio::spawn(async move {
+                    log.append(Pooled::from(format!("w{i}").into_bytes()))
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let mut seqs = Vec::new();
@@ -236,7 +245,7 @@ fn full_disk_refuses_then_recovers() {
     let mut acked = 0;
     let err = rt.block_on(async {
         loop {
-            match log.append(record.clone()).await {
+            match log.append(Pooled::from(record.clone())).await {
                 Ok(_) => acked += 1,
                 Err(e) => return e,
             }
@@ -253,10 +262,13 @@ fn full_disk_refuses_then_recovers() {
         "{err}"
     );
     // Still full: still refused, never a silent success.
-    assert!(rt.block_on(log.append(record.clone())).is_err());
+    assert!(rt
+        .block_on(log.append(Pooled::from(record.clone())))
+        .is_err());
     // Space returns: appends succeed again, on the same open log.
     fs::remove_file(&filler).unwrap();
-    rt.block_on(log.append(b"after".to_vec())).unwrap();
+    rt.block_on(log.append(Pooled::from(b"after".to_vec())))
+        .unwrap();
     drop(log);
     let (_, _, records) = Log::open(&dir, LogOptions::default()).unwrap();
     assert_eq!(

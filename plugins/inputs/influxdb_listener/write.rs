@@ -216,7 +216,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         (Parsed::Metrics(metrics), errors)
     };
     // The parsed write owns its text: the body is not held while the write waits for buffers.
-    drop(body);
+    crate::pool::give(body);
     let parsed_points = match &write {
         Parsed::Lp(lp) => lp.points,
         Parsed::Metrics(m) => m.len(),
@@ -386,7 +386,8 @@ pub fn parse_lp(
     let mut parser = Parser::new(text).with_max_line(max_line);
     let mut line = Line::default();
     let mut out = LpBody {
-        text: String::with_capacity(text.len() + text.len() / 8),
+        // An empty buffer is valid UTF-8.
+        text: String::from_utf8(crate::pool::take(text.len() + text.len() / 8)).unwrap_or_default(),
         points: 0,
         min_time: i64::MAX,
         names: Vec::new(),
