@@ -209,7 +209,7 @@ type Lines<'a> = Vec<(i64, &'a str)>;
 /// A sorted stream of (time, line): a chunk, or log records sorted in memory.
 pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
 
-/// A sorted stream of (time, line) from a chunk, or from a range of its blocks.
+/// A sorted stream of (time, line) from a chunk.
 pub(crate) struct ChunkLines {
     reader: BufReader<Box<dyn Read + Send>>,
     buf: String,
@@ -221,13 +221,6 @@ impl ChunkLines {
         Ok(ChunkLines::new(Box::new(
             flate2::read::MultiGzDecoder::new(BufReader::new(f)),
         )))
-    }
-
-    /// The lines of `size` bytes of whole blocks from `offset`.
-    fn range(path: &Path, offset: u64, size: u64) -> io::Result<ChunkLines> {
-        Ok(ChunkLines::new(Box::new(blocks::open_range(
-            path, offset, size,
-        )?)))
     }
 
     fn new(reader: Box<dyn Read + Send>) -> ChunkLines {
@@ -250,13 +243,80 @@ impl Iterator for ChunkLines {
                     if line.is_empty() {
                         continue;
                     }
-                    let t = line_time(line).unwrap_or(i64::MIN);
+                    let t = line_time(line.as_bytes()).unwrap_or(i64::MIN);
                     return Some(Ok((t, line.to_owned())));
                 }
                 Err(e) => return Some(Err(e)),
             }
         }
     }
+}
+
+/// One input of a chunk merge: a range of a chunk's blocks, read line by line into a buffer
+/// that is reused (no allocation per line).
+struct MergeInput {
+    reader: BufReader<Box<dyn Read + Send>>,
+    line: Vec<u8>,
+    time: i64,
+    done: bool,
+}
+
+impl MergeInput {
+    /// The lines of `size` bytes of whole blocks of `path` from `offset`, at the first line.
+    fn open(path: &Path, offset: u64, size: u64) -> io::Result<MergeInput> {
+        let reader: Box<dyn Read + Send> = Box::new(blocks::open_range(path, offset, size)?);
+        let mut input = MergeInput {
+            reader: BufReader::with_capacity(1 << 16, reader),
+            line: Vec::new(),
+            time: 0,
+            done: false,
+        };
+        input.advance()?;
+        Ok(input)
+    }
+
+    /// Moves to the next non-empty line; `done` at the end.
+    fn advance(&mut self) -> io::Result<()> {
+        loop {
+            self.line.clear();
+            if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+                self.done = true;
+                return Ok(());
+            }
+            if self.line.last() == Some(&b'\n') {
+                self.line.pop();
+            }
+            if !self.line.is_empty() {
+                self.time = line_time(&self.line).unwrap_or(i64::MIN);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Writes the lines of `inputs`, each sorted, to `w` in (time, line) order. A merge has few
+/// inputs (a tier of chunks), so the next line is found by a scan.
+fn merge_lines<W: io::Write>(
+    mut inputs: Vec<MergeInput>,
+    w: &mut BlockWriter<W>,
+) -> io::Result<()> {
+    inputs.retain(|i| !i.done);
+    while !inputs.is_empty() {
+        let mut next = 0;
+        for i in 1..inputs.len() {
+            let (a, b) = (&inputs[i], &inputs[next]);
+            if (a.time, &a.line[..]) < (b.time, &b.line[..]) {
+                next = i;
+            }
+        }
+        let input = &mut inputs[next];
+        w.line(input.time, &input.line)?;
+        input.advance()?;
+        if input.done {
+            inputs.swap_remove(next);
+        }
+    }
+    Ok(())
 }
 
 /// Merges sorted streams of (time, line) into one, ordered by (time, line); holds one line per
@@ -538,7 +598,9 @@ impl BucketStore {
             }
             let mut current: Option<(i64, &mut Lines<'_>)> = None;
             for line in stored_lines(lp) {
-                let Some(t) = line_time(line) else { continue };
+                let Some(t) = line_time(line.as_bytes()) else {
+                    continue;
+                };
                 let start = t.div_euclid(partition) * partition;
                 // Lines of one record mostly share a partition: look the group up only on change.
                 let group = match current.take() {
@@ -675,16 +737,13 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
                     continue;
                 }
             }
-            let mut sources: Vec<Source> = Vec::new();
+            let mut lines = Vec::with_capacity(cluster.len());
             for span in &cluster {
                 merged += span.size;
                 let path = &inputs[span.input].path;
-                sources.push(Box::new(ChunkLines::range(path, span.offset, span.size)?));
+                lines.push(MergeInput::open(path, span.offset, span.size)?);
             }
-            for item in Merge::new(sources) {
-                let (t, line) = item?;
-                w.line(t, line.as_bytes())?;
-            }
+            merge_lines(lines, w)?;
         }
         Ok(())
     })?;

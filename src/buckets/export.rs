@@ -84,7 +84,7 @@ pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportErr
             }
             found = true;
             for line in run.lp.lines() {
-                if let Some(t) = line_time(line).filter(|t| in_range(*t)) {
+                if let Some(t) = line_time(line.as_bytes()).filter(|t| in_range(*t)) {
                     tail.entry(partition_of(t))
                         .or_default()
                         .push((t, line.to_owned()));

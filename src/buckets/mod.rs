@@ -151,8 +151,8 @@ pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
 }
 
 /// The timestamp of a stored line: its last space-separated token.
-pub(crate) fn line_time(line: &str) -> Option<i64> {
-    let space = memchr::memrchr(b' ', line.as_bytes())?;
+pub(crate) fn line_time(line: &[u8]) -> Option<i64> {
+    let space = memchr::memrchr(b' ', line)?;
     crate::line_protocol::parse_timestamp(&line[space + 1..])
 }
 

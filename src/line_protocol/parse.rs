@@ -566,7 +566,7 @@ impl<'a> Parser<'a> {
         }
         if i > ts_start {
             let text = &self.src[ts_start..i];
-            line.timestamp = Some(parse_timestamp(text).ok_or_else(|| {
+            line.timestamp = Some(parse_timestamp(text.as_bytes()).ok_or_else(|| {
                 (
                     ts_start,
                     ParseErrorKind::InvalidTimestamp(truncate(text).to_owned()),
@@ -913,8 +913,8 @@ fn is_float_syntax(b: &[u8]) -> bool {
 /// A decimal i64 (`-` allowed, nothing else): `None` on any other byte or on overflow, as
 /// `str::parse` gives. One pass
 /// over the digits; it runs for every line written and every line compacted.
-pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
-    let (negative, digits) = match text.as_bytes() {
+pub(crate) fn parse_timestamp(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
         [b'-', rest @ ..] => (true, rest),
         all => (false, all),
     };
@@ -982,7 +982,7 @@ mod timestamps {
         ];
         for c in cases {
             assert_eq!(
-                parse_timestamp(c),
+                parse_timestamp(c.as_bytes()),
                 c.parse::<i64>().ok().filter(|_| !c.starts_with('+')),
                 "{c:?}"
             );
