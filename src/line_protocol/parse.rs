@@ -871,6 +871,9 @@ fn parse_number(token: &str) -> Option<Value<'static>> {
             digits.parse().ok().map(Value::UInt)
         }
         _ => {
+            if let Some(v) = short_decimal(b) {
+                return Some(Value::Float(v));
+            }
             if !is_float_syntax(b) {
                 return None;
             }
@@ -878,6 +881,47 @@ fn parse_number(token: &str) -> Option<Value<'static>> {
             v.is_finite().then_some(Value::Float(v))
         }
     }
+}
+
+/// Powers of ten exactly representable as f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `-?digits(.digits)?` with at most 15 digits in all (most metric values), as `str::parse`
+/// reads it; `None` for anything else. The digits make an integer below 2^53 and the divisor is
+/// an exact power of ten, so one division is correctly rounded.
+fn short_decimal(b: &[u8]) -> Option<f64> {
+    let (negative, rest) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    if rest.len() > 16 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut point = None;
+    for (i, &c) in rest.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if point.is_none() && i > 0 => point = Some(digits),
+            _ => return None,
+        }
+    }
+    let scale = match point {
+        Some(before) if before == digits => return None, // `1.`: no digit after the point
+        Some(before) => digits - before,
+        None => 0,
+    };
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[scale];
+    Some(if negative { -v } else { v })
 }
 
 fn is_float_syntax(b: &[u8]) -> bool {
@@ -926,19 +970,38 @@ pub(crate) fn parse_timestamp(text: &[u8]) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
+    // The leading digits one at a time, then eight at a time (19 digits fit in a u64).
+    let (head, tail) = digits.split_at(digits.len() % 8);
     let mut v: u64 = 0;
-    for &c in digits {
+    for &c in head {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        v = v * 10 + u64::from(d); // 19 digits fit in a u64
+        v = v * 10 + u64::from(d);
+    }
+    for chunk in tail.chunks_exact(8) {
+        v = v * 100_000_000 + eight_digits(chunk.try_into().expect("8 bytes"))?;
     }
     if negative {
         0i64.checked_sub_unsigned(v)
     } else {
         i64::try_from(v).ok()
     }
+}
+
+/// Eight ASCII digits as a number, `None` if any byte is not a digit: all eight at once in a
+/// u64 (the checks and multiplications of simdjson's eight-digit parser).
+fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(chunk);
+    let high = v & 0xF0F0_F0F0_F0F0_F0F0;
+    let carried = v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0;
+    if high | (carried >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    Some((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32)
 }
 
 /// At most 64 bytes of `s` (on a char boundary), for messages about long tokens.
@@ -956,7 +1019,42 @@ fn truncate(s: &str) -> &str {
 
 #[cfg(test)]
 mod timestamps {
-    use super::parse_timestamp;
+    use super::{parse_number, parse_timestamp, Value};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn timestamps_of_any_digits_parse_as_str_parse_does(
+            text in "-?[0-9]{0,24}|-?[0-9]{0,10}[0-9a/: ]{1,2}[0-9]{0,10}",
+            n in any::<i64>(),
+        ) {
+            prop_assert_eq!(parse_timestamp(text.as_bytes()), text.parse::<i64>().ok());
+            let n = n.to_string();
+            prop_assert_eq!(parse_timestamp(n.as_bytes()), n.parse::<i64>().ok());
+        }
+
+        #[test]
+        fn floats_parse_as_str_parse_does(
+            text in "-?[0-9]{0,18}(\\.[0-9]{0,18})?|-?[0-9]{1,3}\\.?[0-9]{0,3}[eE.x-]?[0-9]{0,3}",
+            v in any::<f64>(),
+        ) {
+            let want = if super::is_float_syntax(text.as_bytes()) {
+                text.parse::<f64>().ok().filter(|v| v.is_finite())
+            } else {
+                None
+            };
+            let got = parse_number(&text).map(|v| match v {
+                Value::Float(f) => f,
+                other => panic!("{other:?}"),
+            });
+            prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{:?}", text);
+            if v.is_finite() {
+                let text = v.to_string();
+                let got = parse_number(&text);
+                prop_assert_eq!(got, Some(Value::Float(v)), "{:?}", text);
+            }
+        }
+    }
 
     #[test]
     fn timestamps_parse_as_str_parse_does() {
