@@ -167,6 +167,7 @@ fn write_path(c: &mut Criterion) {
                 Precision::Nanoseconds,
                 0,
                 0,
+                0,
             )
             .0
             .points

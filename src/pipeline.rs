@@ -211,7 +211,8 @@ impl Pipeline {
         let (db, rp) = (write.origin.db.as_str(), write.origin.rp.as_str());
         // One copy of the record, shared by the store, the disk buffers and their log writers.
         let record =
-            Arc::new(crate::buffer::record::run_lp_record(db, rp, write.points, write.lp).into());
+            crate::buffer::record::run_lp_record(db, rp, write.points, write.lp, write.head);
+        let record = Arc::new(record.into());
         if let Some(store) = &self.store {
             store
                 .append_lp(
@@ -354,8 +355,10 @@ impl Pipeline {
 pub struct LpWrite<'a> {
     /// Where the write goes (db and rp, never empty here).
     pub origin: &'a crate::metric::Origin,
-    /// The points.
+    /// The points, after `head` bytes left for the record header.
     pub lp: String,
+    /// The bytes left at the start of `lp` ([`crate::buffer::record::run_header_len`]).
+    pub head: usize,
     /// Lines in `lp`.
     pub points: usize,
     /// The oldest timestamp in `lp`.

@@ -43,13 +43,24 @@ pub fn encode_run_lp(db: &str, rp: &str, points: usize, lp: &str, out: &mut Vec<
     out.extend_from_slice(lp.as_bytes());
 }
 
-/// A record of one run made of `lp` itself (no copy of the text: its bytes move in place
-/// behind the header).
-pub fn run_lp_record(db: &str, rp: &str, points: usize, lp: String) -> Vec<u8> {
-    let head = run_header(db, rp, points, lp.len());
+/// A record of one run made of `lp` itself, whose line protocol starts after `head` bytes
+/// left for the header: with [`run_header_len`] bytes left, the header is written over them
+/// and the text does not move; otherwise they are replaced.
+pub fn run_lp_record(db: &str, rp: &str, points: usize, lp: String, head: usize) -> Vec<u8> {
     let mut out = lp.into_bytes();
-    out.splice(0..0, head);
+    let header = run_header(db, rp, points, out.len() - head);
+    if head == header.len() {
+        out[..head].copy_from_slice(&header);
+    } else {
+        out.splice(0..head, header);
+    }
     out
+}
+
+/// The length of the header of a run of `db` and `rp` (see [`run_lp_record`]).
+pub fn run_header_len(db: &str, rp: &str) -> usize {
+    let name = |s: &str| 2 + s.len().min(u16::MAX as usize);
+    name(db) + name(rp) + 8
 }
 
 fn run_header(db: &str, rp: &str, points: usize, lp_len: usize) -> Vec<u8> {
@@ -143,5 +154,27 @@ mod tests {
             ("a", 2, "m v=0i 0\nm v=1i 1\n")
         );
         assert!(decode(b"\x05\x00ab").is_none());
+    }
+
+    /// A run record made in place, with room left or not, is the one `encode_run_lp` writes.
+    #[test]
+    fn run_records_are_the_same_however_the_text_was_left() {
+        let lp = "m v=1i 1\nm v=2i 2\n";
+        let mut want = Vec::new();
+        encode_run_lp("db", "autogen", 2, lp, &mut want);
+        let head = run_header_len("db", "autogen");
+        for room in [head, 0, 3, head + 5] {
+            let text = format!("{}{lp}", "\0".repeat(room));
+            assert_eq!(
+                run_lp_record("db", "autogen", 2, text, room),
+                want,
+                "{room}"
+            );
+        }
+        let r = runs(&want).unwrap();
+        assert_eq!(
+            (r.len(), r[0].db, r[0].rp, r[0].lp),
+            (1, "db", "autogen", lp)
+        );
     }
 }

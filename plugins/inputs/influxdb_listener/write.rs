@@ -203,7 +203,8 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
     // the normalized line protocol they are parsed into, never becoming `Metric`s.
     let lp_path = state.lp_path && !origin.db.is_empty();
     let (write, errors) = if lp_path {
-        let (lp, errors) = parse_lp(text, precision, default_time, state.settings.max_line);
+        let head = crate::buffer::record::run_header_len(&origin.db, &origin.rp);
+        let (lp, errors) = parse_lp(text, precision, default_time, state.settings.max_line, head);
         (Parsed::Lp(lp), errors)
     } else {
         let (metrics, errors) = parse(
@@ -240,6 +241,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
             let write = crate::pipeline::LpWrite {
                 origin: &origin,
                 lp: lp.text,
+                head: lp.head,
                 points,
                 min_time: lp.min_time,
                 names: lp.names,
@@ -366,8 +368,10 @@ enum Parsed {
 /// timestamp in ns (the write's default time where a line had none).
 #[derive(Debug)]
 pub struct LpBody {
-    /// The lines.
+    /// The lines, after `head` NUL bytes left for a record header.
     pub text: String,
+    /// The bytes left at the start of `text`.
+    pub head: usize,
     /// How many.
     pub points: usize,
     /// The oldest timestamp.
@@ -376,18 +380,23 @@ pub struct LpBody {
     pub names: Vec<String>,
 }
 
-/// Parses a body into normalized line protocol, collecting every bad line.
+/// Parses a body into normalized line protocol, collecting every bad line; the text starts
+/// after `head` bytes left for the header of the record it becomes (so it never moves).
 pub fn parse_lp(
     text: &str,
     precision: Precision,
     default_time: i64,
     max_line: usize,
+    head: usize,
 ) -> (LpBody, Vec<ParseError>) {
     let mut parser = Parser::new(text).with_max_line(max_line);
     let mut line = Line::default();
+    let mut buf = crate::pool::take(head + text.len() + text.len() / 8);
+    buf.resize(head, 0);
     let mut out = LpBody {
-        // An empty buffer is valid UTF-8.
-        text: String::from_utf8(crate::pool::take(text.len() + text.len() / 8)).unwrap_or_default(),
+        // NUL bytes are valid UTF-8.
+        text: String::from_utf8(buf).unwrap_or_default(),
+        head,
         points: 0,
         min_time: i64::MAX,
         names: Vec::new(),
@@ -475,14 +484,18 @@ mod tests {
         for precision in [Precision::Seconds, Precision::Milliseconds] {
             let origin = Arc::new(Origin::new("db", None));
             let (metrics, e1) = parse(body, precision, 42, &origin, 0);
-            let (lp, e2) = parse_lp(body, precision, 42, 0);
+            let (lp, e2) = parse_lp(body, precision, 42, 0, 3);
             assert!(e1.is_empty() && e2.is_empty());
             let mut want = String::new();
             crate::line_protocol::encode_all(&metrics, &mut want);
-            // The same text, but for floats, which keep the text they were written with.
-            assert_eq!(lp.text, want.replace("f\\ k=1000 ", "f\\ k=1e3 "));
+            // The same text, but for floats, which keep the text they were written with,
+            // after the room left for a header.
+            assert_eq!(lp.head, 3);
+            assert_eq!(&lp.text[..3], "\0\0\0");
+            let text = &lp.text[3..];
+            assert_eq!(text, want.replace("f\\ k=1000 ", "f\\ k=1e3 "));
             // And it reads back to the same metrics.
-            let (again, errors) = parse(&lp.text, Precision::Nanoseconds, 0, &origin, 0);
+            let (again, errors) = parse(text, Precision::Nanoseconds, 0, &origin, 0);
             assert!(errors.is_empty());
             assert_eq!(again, metrics);
             assert_eq!(lp.points, metrics.len());
@@ -493,7 +506,7 @@ mod tests {
         let bad = "ok v=1 1\nbad line\nok v=2 99999999999999999\n";
         let origin = Arc::new(Origin::new("db", None));
         let (_, e1) = parse(bad, Precision::Seconds, 0, &origin, 0);
-        let (lp, e2) = parse_lp(bad, Precision::Seconds, 0, 0);
+        let (lp, e2) = parse_lp(bad, Precision::Seconds, 0, 0, 0);
         assert_eq!(e1, e2);
         assert_eq!(lp.points, 1);
     }
