@@ -104,7 +104,7 @@ pub fn runs(payload: &[u8]) -> Option<Vec<Run<'_>>> {
         let rp = std::str::from_utf8(take(&mut at, rp_len)?).ok()?;
         let points = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
         let lp_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
-        let lp = std::str::from_utf8(take(&mut at, lp_len)?).ok()?;
+        let lp = simdutf8::basic::from_utf8(take(&mut at, lp_len)?).ok()?;
         out.push(Run { db, rp, points, lp });
     }
     Some(out)
