@@ -18,15 +18,17 @@ fuzz_target!(|data: &[u8]| {
         match result {
             Err(e) => assert!(e.line >= 1 && e.column >= 1),
             Ok(line) => {
-                let mut copied = String::new();
-                let mut encoded = String::new();
                 let mut parts = line.clone();
                 parts.verbatim = Verbatim::No;
-                assert_eq!(
-                    encode_line(&line, 7, &mut copied),
-                    encode_line(&parts, 7, &mut encoded)
-                );
-                assert_eq!(copied, encoded);
+                for time in [7, line.timestamp.unwrap_or(7)] {
+                    let mut copied = String::new();
+                    let mut encoded = String::new();
+                    assert_eq!(
+                        encode_line(&line, time, &mut copied),
+                        encode_line(&parts, time, &mut encoded)
+                    );
+                    assert_eq!(copied, encoded);
+                }
                 let Ok(metric) = line.to_metric(Precision::Nanoseconds, 0, &origin) else {
                     continue;
                 };

@@ -43,13 +43,22 @@ pub fn encode(metric: &Metric, out: &mut String) -> bool {
 /// making it.
 pub fn encode_line(line: &Line<'_>, time: i64, out: &mut String) -> bool {
     // What the parser found already in this form is copied (most lines: nothing escaped).
-    match line.verbatim {
-        Verbatim::Whole { text, .. } => {
+    // The timestamp as written is copied too when it is `time` (the write's precision is ns).
+    let copy = |text: &str, stamp: usize, out: &mut String| {
+        if stamp > 0 && line.timestamp == Some(time) {
             out.push_str(text);
+            out.push('\n');
+        } else {
+            out.push_str(&text[..text.len() - stamp]);
             end_line(time, out);
+        }
+    };
+    match line.verbatim {
+        Verbatim::Whole { text, stamp, .. } => {
+            copy(text, stamp, out);
             return true;
         }
-        Verbatim::Fields(fields) => {
+        Verbatim::Fields { text, stamp } => {
             out.push_str(&line.measurement);
             for (key, value) in &line.tags {
                 out.push(',');
@@ -58,8 +67,7 @@ pub fn encode_line(line: &Line<'_>, time: i64, out: &mut String) -> bool {
                 out.push_str(value);
             }
             out.push(' ');
-            out.push_str(fields);
-            end_line(time, out);
+            copy(text, stamp, out);
             return true;
         }
         Verbatim::No => {}

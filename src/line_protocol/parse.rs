@@ -85,14 +85,22 @@ pub enum Verbatim<'a> {
     /// No name needs escaping, and the field set is this text (integers and booleans in their
     /// shortest form, no field merged or dropped); the tags were reordered or spaced
     /// differently.
-    Fields(&'a str),
-    /// Measurement, tags and fields: this text (tags in order, one space before the fields);
-    /// the field set is its last `fields` bytes.
-    Whole {
-        /// The text from the measurement to the end of the field set.
+    Fields {
+        /// The field set, and the timestamp as `stamp` says.
         text: &'a str,
-        /// The length of the field set at its end.
+        /// The length of ` TIMESTAMP` at the end of `text` (one space, the timestamp as
+        /// written in its shortest form), or 0.
+        stamp: usize,
+    },
+    /// Measurement, tags and fields: this text (tags in order, one space before the fields).
+    Whole {
+        /// The text from the measurement to the end of the field set, and the timestamp as
+        /// `stamp` says.
+        text: &'a str,
+        /// The length of the field set.
         fields: usize,
+        /// The length of ` TIMESTAMP` at the end of `text`, or 0 (as in [`Verbatim::Fields`]).
+        stamp: usize,
     },
 }
 
@@ -100,7 +108,14 @@ impl<'a> Verbatim<'a> {
     /// What is left to copy once the tags have been reordered.
     fn tags_reordered(self) -> Verbatim<'a> {
         match self {
-            Verbatim::Whole { text, fields } => Verbatim::Fields(&text[text.len() - fields..]),
+            Verbatim::Whole {
+                text,
+                fields,
+                stamp,
+            } => Verbatim::Fields {
+                text: &text[text.len() - stamp - fields..],
+                stamp,
+            },
             other => other,
         }
     }
@@ -546,16 +561,8 @@ impl<'a> Parser<'a> {
             }
         }
         // No backslash: every name and string is written as it is read.
-        if canonical && memchr::memchr(b'\\', &bytes[head..i]).is_none() {
-            line.verbatim = if one_space {
-                Verbatim::Whole {
-                    text: &self.src[head..i],
-                    fields: i - fields_at,
-                }
-            } else {
-                Verbatim::Fields(&self.src[fields_at..i])
-            };
-        }
+        let fields_end = i;
+        let plain = canonical && memchr::memchr(b'\\', &bytes[head..i]).is_none();
         // Optional timestamp, then the end of the line.
         while i < bytes.len() && bytes[i] == b' ' {
             i += 1;
@@ -572,9 +579,31 @@ impl<'a> Parser<'a> {
                     ParseErrorKind::InvalidTimestamp(truncate(text).to_owned()),
                 )
             })?);
-            while i < bytes.len() && bytes[i] == b' ' {
-                i += 1;
-            }
+        }
+        if plain {
+            // One space and the timestamp in its shortest form: copied too where the write's
+            // precision is ns.
+            let stamped = i > ts_start && ts_start == fields_end + 1 && {
+                let ts = &bytes[ts_start..i];
+                !matches!(ts, [b'0', _, ..] | [b'-', b'0', ..])
+            };
+            let to = if stamped { i } else { fields_end };
+            let stamp = to - fields_end;
+            line.verbatim = if one_space {
+                Verbatim::Whole {
+                    text: &self.src[head..to],
+                    fields: fields_end - fields_at,
+                    stamp,
+                }
+            } else {
+                Verbatim::Fields {
+                    text: &self.src[fields_at..to],
+                    stamp,
+                }
+            };
+        }
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
         }
         let end = i;
         // LFs inside string values or escaped in names do not end the point, but they do

@@ -423,18 +423,28 @@ fn float_text_is_kept_in_field_order_or_dropped_when_fields_merge() {
     assert_eq!(out, "m a=1.50,c=3e0 7\n");
 }
 
-/// `encode_line`'s output for a line and timestamp 7, and how much of the text the parser
-/// offered to copy; the output is the same as with nothing copied.
-fn encoded_and_verbatim(text: &str) -> (String, Verbatim<'_>) {
-    let mut line = one(text).unwrap();
-    let mut out = String::new();
-    assert!(encode_line(&line, 7, &mut out));
-    let verbatim = line.verbatim;
-    line.verbatim = Verbatim::No;
-    let mut encoded = String::new();
-    assert!(encode_line(&line, 7, &mut encoded));
+/// `encode_line`'s output for `line` at `time`, copying what the parser offered, and with
+/// nothing copied.
+fn copied_and_encoded(line: &Line<'_>, time: i64) -> (String, String) {
+    let mut parts = line.clone();
+    parts.verbatim = Verbatim::No;
+    let (mut copied, mut encoded) = (String::new(), String::new());
+    assert!(encode_line(line, time, &mut copied));
+    assert!(encode_line(&parts, time, &mut encoded));
+    (copied, encoded)
+}
+
+/// `encode_line`'s output for a line at `time`, and how much of the text the parser offered to
+/// copy; the output is the same as with nothing copied.
+fn encoded_at(text: &str, time: i64) -> (String, Verbatim<'_>) {
+    let line = one(text).unwrap();
+    let (out, encoded) = copied_and_encoded(&line, time);
     assert_eq!(out, encoded, "{text:?}");
-    (out, verbatim)
+    (out, line.verbatim)
+}
+
+fn encoded_and_verbatim(text: &str) -> (String, Verbatim<'_>) {
+    encoded_at(text, 7)
 }
 
 #[test]
@@ -456,9 +466,13 @@ fn text_already_in_encoded_form_is_copied() {
     // Tags out of order or more than one space: the fields are still copied.
     for text in ["cpu,z=1,a=2 v=1,s=\"x\"", "cpu,a=1  v=1", "cpu  v=1"] {
         let (out, verbatim) = encoded_and_verbatim(text);
+        let fields = &text[text.rfind(' ').unwrap() + 1..];
         assert_eq!(
             verbatim,
-            Verbatim::Fields(&text[text.rfind(' ').unwrap() + 1..])
+            Verbatim::Fields {
+                text: fields,
+                stamp: 0
+            }
         );
         assert!(
             out.ends_with(" v=1 7\n") || out.ends_with(" v=1,s=\"x\" 7\n"),
@@ -485,18 +499,43 @@ fn text_already_in_encoded_form_is_copied() {
     }
 }
 
+#[test]
+fn a_timestamp_in_its_shortest_form_is_copied_when_it_is_the_time_written() {
+    let stamp = |v: Verbatim<'_>| match v {
+        Verbatim::Whole { stamp, .. } | Verbatim::Fields { stamp, .. } => stamp,
+        Verbatim::No => panic!("nothing copied"),
+    };
+    // One space, shortest form: the copy takes it, and the output is the same whether the time
+    // is the one written (ns) or another (scaled from s, or the default time).
+    for (text, len) in [
+        ("cpu v=1 1700000000000000000", 20),
+        ("cpu,b=1,a=2 v=1 -5", 3),
+        ("cpu v=1 0", 2),
+        ("cpu v=1 0017", 0),
+        ("cpu v=1 -0", 0),
+        ("cpu v=1  17", 0),
+        ("cpu v=1", 0),
+    ] {
+        let line = one(text).unwrap();
+        for time in [line.timestamp.unwrap_or(7), 42] {
+            let (out, verbatim) = encoded_at(text, time);
+            assert_eq!(stamp(verbatim), len, "{text:?}");
+            assert!(out.ends_with(&format!(" {time}\n")), "{out:?}");
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn copying_text_as_written_encodes_what_encoding_the_parts_writes(
-        text in "[a-c\\\\ ]{1,3}(,[ab]{1,2}=[a0\\\\]{1,2}){0,3} {1,2}[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|F|false|\"[a\\\\\"]{0,3}\"|1\\.50)(,[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|\"[a\\\\\"]{0,3}\"|2e1)){0,3}( -?[0-9]{1,5})? ?"
+        text in "[a-c\\\\ ]{1,3}(,[ab]{1,2}=[a0\\\\]{1,2}){0,3} {1,2}[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|F|false|\"[a\\\\\"]{0,3}\"|1\\.50)(,[ab]{1,2}=(-?0?[0-9]{1,2}[iu]?|t|true|\"[a\\\\\"]{0,3}\"|2e1)){0,3}( {1,2}-?0?[0-9]{1,5})? ?"
     ) {
-        for mut line in Parser::new(&text).flatten() {
-            let mut out = String::new();
-            prop_assert!(encode_line(&line, 7, &mut out));
-            line.verbatim = Verbatim::No;
-            let mut encoded = String::new();
-            prop_assert!(encode_line(&line, 7, &mut encoded));
-            prop_assert_eq!(out, encoded, "{:?}", text);
+        for line in Parser::new(&text).flatten() {
+            // At the time written (ns) and at another.
+            for time in [line.timestamp.unwrap_or(7), 7] {
+                let (out, encoded) = copied_and_encoded(&line, time);
+                prop_assert_eq!(out, encoded, "{:?}", text);
+            }
         }
     }
 }
