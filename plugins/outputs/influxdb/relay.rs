@@ -225,13 +225,17 @@ impl Relay {
         for ((db, rp), rs) in &groups {
             let total: usize = rs.iter().map(|r| r.points).sum();
             let per_job = total.div_ceil(requests.max(1)).max(1);
-            let mut text = String::new();
+            // Each request's text made once, at its size: the body is this buffer.
+            let bytes: usize = rs.iter().map(|r| r.lp.len()).sum();
+            let room = bytes.div_ceil(total.div_ceil(per_job).max(1));
+            let mut text = String::with_capacity(room);
             let mut points = 0;
             for r in rs {
                 text.push_str(r.lp);
                 points += r.points;
                 if points >= per_job {
-                    jobs.push(Box::pin(self.deliver(db, rp, std::mem::take(&mut text))));
+                    let full = std::mem::replace(&mut text, String::with_capacity(room));
+                    jobs.push(Box::pin(self.deliver(db, rp, full)));
                     points = 0;
                 }
             }
@@ -244,24 +248,31 @@ impl Relay {
 
     /// Delivers one (db, rp) text, splitting on 413 and setting poison aside.
     async fn deliver(&self, db: &str, rp: &str, text: String) -> Result<(), WriteError> {
-        let mut parts: Vec<&str> = vec![&text];
-        while let Some(part) = parts.pop() {
-            match self.send(db, rp, part).await? {
+        // Parts share the text's buffer (no copy for the request body).
+        let mut parts: Vec<Bytes> = vec![Bytes::from(text)];
+        while let Some(bytes) = parts.pop() {
+            // Slices of a String at line ends: still UTF-8 (checked only when it is needed).
+            fn text(b: &[u8]) -> &str {
+                std::str::from_utf8(b).unwrap_or_default()
+            }
+            match self.send(db, rp, &bytes).await? {
                 Sent::Delivered => {}
-                Sent::TooLarge => match split_half(part) {
-                    Some((a, b)) => {
-                        parts.push(b);
-                        parts.push(a);
+                Sent::TooLarge => match split_half(text(&bytes)) {
+                    Some(at) => {
+                        parts.push(bytes.slice(at..));
+                        parts.push(bytes.slice(..at));
                     }
                     None => self.poison(
                         db,
                         rp,
-                        part,
+                        text(&bytes),
                         413,
                         "a single point is larger than the upstream accepts",
                     ),
                 },
-                Sent::Poison(status, message) => self.poison(db, rp, part, status, &message),
+                Sent::Poison(status, message) => {
+                    self.poison(db, rp, text(&bytes), status, &message);
+                }
             }
         }
         Ok(())
@@ -371,20 +382,20 @@ impl Relay {
     }
 
     /// Sends one part to the first URL that takes it; see the module docs for the policy.
-    async fn send(&self, db: &str, rp: &str, text: &str) -> Result<Sent, WriteError> {
+    async fn send(&self, db: &str, rp: &str, text: &Bytes) -> Result<Sent, WriteError> {
         let body = if self.gzip {
             let mut e = flate2::write::GzEncoder::new(
                 Vec::with_capacity(text.len() / 4),
                 flate2::Compression::fast(),
             );
-            e.write_all(text.as_bytes())
+            e.write_all(text)
                 .map_err(|e| self.retry("gzip", e.to_string(), None))?;
             Bytes::from(
                 e.finish()
                     .map_err(|e| self.retry("gzip", e.to_string(), None))?,
             )
         } else {
-            Bytes::copy_from_slice(text.as_bytes())
+            text.clone()
         };
         let mut headers = vec![("Content-Type", "text/plain; charset=utf-8".to_string())];
         if self.gzip {
@@ -595,8 +606,9 @@ fn or_default(db: &str) -> String {
     }
 }
 
-/// Splits line protocol text into two halves at a point boundary; `None` for a single point.
-fn split_half(text: &str) -> Option<(&str, &str)> {
+/// Where to split line protocol text into two halves, at a point boundary; `None` for a single
+/// point.
+fn split_half(text: &str) -> Option<usize> {
     let mut parser = line_protocol::Parser::new(text);
     let mut ends = Vec::new();
     while parser.next().is_some() {
@@ -605,6 +617,5 @@ fn split_half(text: &str) -> Option<(&str, &str)> {
     if ends.len() < 2 {
         return None;
     }
-    let at = ends[ends.len() / 2 - 1];
-    Some((&text[..at], &text[at..]))
+    Some(ends[ends.len() / 2 - 1])
 }
