@@ -318,7 +318,9 @@ pub fn read_streaming(
             Err(e) => return Err(e),
         };
         file.seek(SeekFrom::Start(offset))?;
-        let mut reader = io::BufReader::with_capacity(1 << 20, file);
+        // Small records come through the buffer; a payload larger than it is read straight into
+        // its own buffer (no second copy).
+        let mut reader = io::BufReader::with_capacity(64 << 10, file);
         let mut at = offset;
         loop {
             let mut header = [0u8; HEADER];

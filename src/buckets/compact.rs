@@ -615,7 +615,9 @@ impl BucketStore {
         let mut points = 0;
         let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
         for ((db, rp, start), mut lines) in groups {
-            lines.sort_unstable();
+            // Each record's lines mostly come in time order: a sort that finds and merges
+            // such runs does less work than one that does not look for them.
+            lines.sort();
             touched.insert((db, rp));
             let dir = data
                 .join(names::encode("database", db).map_err(io::Error::other)?)
