@@ -295,7 +295,8 @@ impl MergeInput {
 }
 
 /// Writes the lines of `inputs`, each sorted, to `w` in (time, line) order. A merge has few
-/// inputs (a tier of chunks), so the next line is found by a scan.
+/// inputs (a tier of chunks, or the live chunks of a settled partition, which tiering keeps to
+/// tens), so the next line is found by a scan.
 fn merge_lines<W: io::Write>(
     mut inputs: Vec<MergeInput>,
     w: &mut BlockWriter<W>,

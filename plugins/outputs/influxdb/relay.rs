@@ -251,13 +251,9 @@ impl Relay {
         // Parts share the text's buffer (no copy for the request body).
         let mut parts: Vec<Bytes> = vec![Bytes::from(text)];
         while let Some(bytes) = parts.pop() {
-            // Slices of a String at line ends: still UTF-8 (checked only when it is needed).
-            fn text(b: &[u8]) -> &str {
-                std::str::from_utf8(b).unwrap_or_default()
-            }
             match self.send(db, rp, &bytes).await? {
                 Sent::Delivered => {}
-                Sent::TooLarge => match split_half(text(&bytes)) {
+                Sent::TooLarge => match split_half(as_text(&bytes)) {
                     Some(at) => {
                         parts.push(bytes.slice(at..));
                         parts.push(bytes.slice(..at));
@@ -265,13 +261,13 @@ impl Relay {
                     None => self.poison(
                         db,
                         rp,
-                        text(&bytes),
+                        as_text(&bytes),
                         413,
                         "a single point is larger than the upstream accepts",
                     ),
                 },
                 Sent::Poison(status, message) => {
-                    self.poison(db, rp, text(&bytes), status, &message);
+                    self.poison(db, rp, as_text(&bytes), status, &message);
                 }
             }
         }
@@ -604,6 +600,12 @@ fn or_default(db: &str) -> String {
     } else {
         db.to_owned()
     }
+}
+
+/// A part of a request's text: slices of a `String` at line ends, so still UTF-8 (checked only
+/// where a part is split or set aside).
+fn as_text(part: &[u8]) -> &str {
+    std::str::from_utf8(part).unwrap_or_default()
 }
 
 /// Where to split line protocol text into two halves, at a point boundary; `None` for a single
