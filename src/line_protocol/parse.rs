@@ -540,6 +540,7 @@ impl<'a> Parser<'a> {
         let one_space = i == before_spaces + 1;
         let fields_at = i;
         let mut canonical = true;
+        let mut strings = false;
         loop {
             let (key, j) = self.name(i, Element::FieldKey)?;
             if key.is_empty() || bytes.get(j) != Some(&b'=') {
@@ -551,7 +552,7 @@ impl<'a> Parser<'a> {
                 Value::Float(_) => line.float_text.push(token),
                 Value::Int(_) | Value::UInt(_) => canonical &= shortest_integer(token),
                 Value::Bool(b) => canonical &= token == if *b { "true" } else { "false" },
-                Value::Str(_) => {}
+                Value::Str(_) => strings = true,
             }
             line.fields.push((key, value));
             i = k;
@@ -562,7 +563,8 @@ impl<'a> Parser<'a> {
         }
         // No backslash: every name and string is written as it is read.
         let fields_end = i;
-        let plain = canonical && memchr::memchr(b'\\', &bytes[head..i]).is_none();
+        let escapes = memchr::memchr(b'\\', &bytes[head..i]).is_some();
+        let plain = canonical && !escapes;
         // Optional timestamp, then the end of the line.
         while i < bytes.len() && bytes[i] == b' ' {
             i += 1;
@@ -607,9 +609,15 @@ impl<'a> Parser<'a> {
         }
         let end = i;
         // LFs inside string values or escaped in names do not end the point, but they do
-        // start new physical lines: count them so later errors name the right line.
+        // start new physical lines: count them so later errors name the right line. (Without
+        // a string or a backslash there can be none.)
         let start = self.pos;
-        if let Some(last) = memchr::memrchr(b'\n', &bytes[start..end]) {
+        let inner_lf = if strings || escapes {
+            memchr::memrchr(b'\n', &bytes[start..end])
+        } else {
+            None
+        };
+        if let Some(last) = inner_lf {
             self.line_no += memchr::memchr_iter(b'\n', &bytes[start..end]).count();
             self.line_start = start + last + 1;
         }

@@ -177,6 +177,23 @@ fn newline_inside_string_does_not_end_the_point() {
     assert!(p.next().unwrap().is_ok());
 }
 
+/// A good point holding an LF (in a string, or escaped in a name) spans two physical lines:
+/// errors after it are numbered past both; points without either are not scanned for one.
+#[test]
+fn lines_inside_good_points_count_for_later_errors() {
+    for (body, bad_line) in [
+        ("m s=\"a\nb\" 1\nbad\n", 3),
+        ("m\\\nx v=1 1\nbad\n", 3),
+        ("m,t=a\\\nb v=1 1\nbad\n", 3),
+        ("m s=\"a\nb\nc\" 1\nok v=1\nbad\n", 5),
+        ("m v=1 1\nok v=2\nbad\n", 3),
+    ] {
+        let errors: Vec<ParseError> = Parser::new(body).filter_map(Result::err).collect();
+        assert_eq!(errors.len(), 1, "{body:?}: {errors:?}");
+        assert_eq!(errors[0].line, bad_line, "{body:?}");
+    }
+}
+
 #[test]
 fn reports_every_bad_line_and_resyncs() {
     let body = "ok f=1\nbad line\nok f=2\nm f=\"open\nstill string\" x\nok f=3\n";
