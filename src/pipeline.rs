@@ -1220,8 +1220,11 @@ impl Report {
 
 impl Drop for Report {
     fn drop(&mut self) {
+        if self.tx.is_none() {
+            return; // reported: the usual case, nothing to build
+        }
         let source = std::io::Error::other("the task sending this batch ended without a result");
-        let target = self.target.clone();
+        let target = std::mem::take(&mut self.target);
         self.send(Err(crate::plugins::WriteError::Io { target, source }));
     }
 }

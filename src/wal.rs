@@ -142,18 +142,24 @@ fn crc_ok(header: &[u8], seq: u64, payload: &[u8]) -> bool {
     crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), payload) == stored
 }
 
+/// A record header's payload length and sequence number; `None` if it is not a header (wrong
+/// magic, impossible length).
+fn parse_header(h: &[u8]) -> Option<(usize, u64)> {
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    let len = word(4) as usize;
+    if word(0) != MAGIC || len > MAX_RECORD {
+        return None;
+    }
+    Some((
+        len,
+        u64::from_le_bytes(h[12..20].try_into().expect("8 bytes")),
+    ))
+}
+
 /// Tries to decode a record at `at`; `None` if there is no valid record there.
 fn decode(buf: &[u8], at: usize) -> Option<(Record, usize)> {
     let h = buf.get(at..at + HEADER)?;
-    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-    if word(0) != MAGIC {
-        return None;
-    }
-    let len = word(4) as usize;
-    if len > MAX_RECORD {
-        return None;
-    }
-    let seq = u64::from_le_bytes(h[12..20].try_into().expect("8 bytes"));
+    let (len, seq) = parse_header(h)?;
     let payload = buf.get(at + HEADER..at + HEADER + len)?;
     if !crc_ok(h, seq, payload) {
         return None;
@@ -329,13 +335,9 @@ pub fn read_streaming(
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break, // next segment
                 Err(e) => return Err(e),
             }
-            let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
-            if u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) != MAGIC
-                || len > MAX_RECORD
-            {
+            let Some((len, seq)) = parse_header(&header) else {
                 return slow(dir, last_seq + 1, each);
-            }
-            let seq = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+            };
             if seq > until {
                 return Ok(Some((*first, at))); // left for a later call, which starts here
             }

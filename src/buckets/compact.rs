@@ -209,70 +209,30 @@ type Lines<'a> = Vec<(i64, &'a str)>;
 /// A sorted stream of (time, line): a chunk, or log records sorted in memory.
 pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
 
-/// A sorted stream of (time, line) from a chunk.
-pub(crate) struct ChunkLines {
-    reader: BufReader<Box<dyn Read + Send>>,
-    buf: String,
-}
-
-impl ChunkLines {
-    pub(crate) fn open(path: &Path) -> io::Result<ChunkLines> {
-        let f = File::open(path)?;
-        Ok(ChunkLines::new(Box::new(
-            flate2::read::MultiGzDecoder::new(BufReader::new(f)),
-        )))
-    }
-
-    fn new(reader: Box<dyn Read + Send>) -> ChunkLines {
-        ChunkLines {
-            reader: BufReader::with_capacity(1 << 16, reader),
-            buf: String::new(),
-        }
-    }
-}
-
-impl Iterator for ChunkLines {
-    type Item = io::Result<(i64, String)>;
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            self.buf.clear();
-            match self.reader.read_line(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {
-                    let line = self.buf.trim_end_matches('\n');
-                    if line.is_empty() {
-                        continue;
-                    }
-                    let t = line_time(line.as_bytes()).unwrap_or(i64::MIN);
-                    return Some(Ok((t, line.to_owned())));
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
-
-/// One input of a chunk merge: a range of a chunk's blocks, read line by line into a buffer
-/// that is reused (no allocation per line).
-struct MergeInput {
+/// Lines of gzip'd line protocol (a chunk, or a range of its blocks), one at a time into a
+/// buffer that is reused, each with the time at its end.
+struct LineReader {
     reader: BufReader<Box<dyn Read + Send>>,
     line: Vec<u8>,
     time: i64,
     done: bool,
 }
 
-impl MergeInput {
-    /// The lines of `size` bytes of whole blocks of `path` from `offset`, at the first line.
-    fn open(path: &Path, offset: u64, size: u64) -> io::Result<MergeInput> {
-        let reader: Box<dyn Read + Send> = Box::new(blocks::open_range(path, offset, size)?);
-        let mut input = MergeInput {
+impl LineReader {
+    fn new(reader: Box<dyn Read + Send>) -> LineReader {
+        LineReader {
             reader: BufReader::with_capacity(1 << 16, reader),
             line: Vec::new(),
             time: 0,
             done: false,
-        };
-        input.advance()?;
-        Ok(input)
+        }
+    }
+
+    /// The lines of `size` bytes of whole blocks of `path` from `offset`, at the first line.
+    fn range(path: &Path, offset: u64, size: u64) -> io::Result<LineReader> {
+        let mut lines = LineReader::new(Box::new(blocks::open_range(path, offset, size)?));
+        lines.advance()?;
+        Ok(lines)
     }
 
     /// Moves to the next non-empty line; `done` at the end.
@@ -294,11 +254,39 @@ impl MergeInput {
     }
 }
 
+/// A sorted stream of (time, line) from a chunk.
+pub(crate) struct ChunkLines(LineReader);
+
+impl ChunkLines {
+    pub(crate) fn open(path: &Path) -> io::Result<ChunkLines> {
+        let f = File::open(path)?;
+        Ok(ChunkLines(LineReader::new(Box::new(
+            flate2::read::MultiGzDecoder::new(BufReader::new(f)),
+        ))))
+    }
+}
+
+impl Iterator for ChunkLines {
+    type Item = io::Result<(i64, String)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let lines = &mut self.0;
+        if let Err(e) = lines.advance() {
+            return Some(Err(e));
+        }
+        if lines.done {
+            return None;
+        }
+        let line = String::from_utf8(lines.line.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+        Some(line.map(|l| (lines.time, l)))
+    }
+}
+
 /// Writes the lines of `inputs`, each sorted, to `w` in (time, line) order. A merge has few
 /// inputs (a tier of chunks, or the live chunks of a settled partition, which tiering keeps to
 /// tens), so the next line is found by a scan.
 fn merge_lines<W: io::Write>(
-    mut inputs: Vec<MergeInput>,
+    mut inputs: Vec<LineReader>,
     w: &mut BlockWriter<W>,
 ) -> io::Result<()> {
     inputs.retain(|i| !i.done);
@@ -577,10 +565,7 @@ impl BucketStore {
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
             last = r.seq;
-            match record::runs(&r.payload) {
-                Some(_) => payloads.push((r.seq, r.payload)),
-                None => tracing::error!(seq = r.seq, "skipping an undecodable log record"),
-            }
+            payloads.push((r.seq, r.payload));
             bytes < MAX_RUN_BYTES
         })?;
         let Some(first) = first else {
@@ -588,8 +573,13 @@ impl BucketStore {
             return Ok(0);
         };
         let mut groups: BTreeMap<(&str, &str, i64), Lines<'_>> = BTreeMap::new();
+        // Each record decoded once, here; one that does not decode is skipped (the cursor
+        // still moves past it).
         let runs = payloads.iter().flat_map(|(seq, payload)| {
-            let runs = record::runs(payload).expect("decoded when read");
+            let runs = record::runs(payload).unwrap_or_else(|| {
+                tracing::error!(seq = *seq, "skipping an undecodable log record");
+                Vec::new()
+            });
             runs.into_iter().map(move |run| (*seq, run))
         });
         for (seq, run) in runs {
@@ -744,7 +734,7 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
             for span in &cluster {
                 merged += span.size;
                 let path = &inputs[span.input].path;
-                lines.push(MergeInput::open(path, span.offset, span.size)?);
+                lines.push(LineReader::range(path, span.offset, span.size)?);
             }
             merge_lines(lines, w)?;
         }
@@ -831,6 +821,24 @@ mod tiering {
         assert!(index.windows(2).all(|w| w[0].tmax < w[1].tmin), "{index:?}");
         // Only the blocks around 150..160 were decoded: most bytes were copied.
         assert!(copied > 3 * merged, "copied {copied}, merged {merged}");
+    }
+
+    #[test]
+    fn a_chunk_line_that_is_not_utf8_is_an_error_for_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(chunk_name(1, 1));
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(b"m v=1 1\nm v=\xff 2\nm v=3 3\n").unwrap();
+        gz.finish().unwrap();
+        let mut lines = ChunkLines::open(&path).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), (1, "m v=1 1".to_owned()));
+        let e = lines.next().unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(lines.next().unwrap().unwrap(), (3, "m v=3 3".to_owned()));
+        assert!(lines.next().is_none());
     }
 
     #[test]

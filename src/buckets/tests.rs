@@ -376,3 +376,26 @@ fn a_closed_partition_still_written_to_is_merged_by_tiers_until_it_settles() {
     assert_eq!(super::compact::chunks(&part).unwrap().len(), 1);
     assert_eq!(dump(dir.path(), "db", None, None).len(), 3);
 }
+
+/// A log record that does not decode is skipped by compaction, logged, and passed by the
+/// cursor; the records around it are compacted.
+#[test]
+fn an_undecodable_log_record_is_skipped_and_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now();
+    let garbage = crate::pool::Pooled::from(b"\xff\xffnot a record".to_vec());
+    let rt = rt();
+    rt.block_on(store.append(&[metric("db", "m", "a", 1, t)]))
+        .unwrap();
+    rt.block_on(store.log.append(garbage)).unwrap();
+    rt.block_on(store.append(&[metric("db", "m", "b", 2, t + 1)]))
+        .unwrap();
+    assert_eq!(store.compact_once().unwrap(), 2);
+    assert_eq!(
+        store.compact_once().unwrap(),
+        0,
+        "the cursor is past all three"
+    );
+    assert_eq!(dump(dir.path(), "db", None, None).len(), 2);
+}

@@ -188,6 +188,18 @@ fn outage_loses_nothing(extra: &str) {
     assert_delivered(&influx, "load", acked, &agent, Duration::from_secs(60));
 }
 
+/// Writes 500 points (50 requests of 10, an hour back) into `db` and checks every one was
+/// acknowledged; returns how many.
+fn write_500(agent: &TestAgent, db: &str) -> u64 {
+    let base = now_ns() - 3_600_000_000_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = write_load(agent.url(&format!("/write?db={db}")), 50, stop, base)
+        .join()
+        .unwrap();
+    assert_eq!(acked, 500);
+    acked
+}
+
 #[test]
 fn backlog_survives_sigkill_of_heliograph() {
     let mut influx = Influxd::start(0);
@@ -195,12 +207,7 @@ fn backlog_survives_sigkill_of_heliograph() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = relay_config(&[influx.url("")], "", "");
     let agent = TestAgent::start_in(Arc::clone(&dir), &config);
-    let base = now_ns() - 3_600_000_000_000;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = write_load(agent.url("/write?db=spool"), 50, stop, base)
-        .join()
-        .unwrap();
-    assert_eq!(acked, 500);
+    let acked = write_500(&agent, "spool");
     signal(&agent.child, "KILL");
     drop(agent);
     influx.restart();
@@ -218,12 +225,7 @@ fn sigkill_with_batches_in_flight_loses_nothing() {
     let config = relay_config(&[influx.url("")], extra, "");
     let agent = TestAgent::start_in(Arc::clone(&dir), &config);
     influx.signal("STOP"); // requests reach it and hang there
-    let base = now_ns() - 3_600_000_000_000;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = write_load(agent.url("/write?db=inflight"), 50, stop, base)
-        .join()
-        .unwrap();
-    assert_eq!(acked, 500);
+    let acked = write_500(&agent, "inflight");
     std::thread::sleep(Duration::from_millis(300)); // batches sent, none answered
     signal(&agent.child, "KILL");
     drop(agent);
