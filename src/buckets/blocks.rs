@@ -7,6 +7,12 @@
 //! of a block whose time range overlaps no other input's block, and decodes and re-encodes only
 //! where ranges overlap. Metrics mostly arrive in time order, so most blocks are copied.
 //!
+//! A block is either deflated (subfield `Hg`) or held in stored deflate blocks, uncompressed
+//! (subfield `Hs`, same layout). The compactor writes a partition's newest chunks stored: most
+//! of them are decoded again by their first merge (writers' timelines interleave, so
+//! consecutive runs overlap in time), which then compresses them once; a merge never copies a
+//! stored block. Either kind is plain gzip to any reader.
+//!
 //! A chunk without this field (or with a header that does not parse) has no index; it is then
 //! treated as one block spanning all time, which is always decoded.
 
@@ -20,6 +26,7 @@ use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 
 const SUBFIELD: [u8; 2] = *b"Hg";
+const SUBFIELD_STORED: [u8; 2] = *b"Hs";
 const SUBFIELD_LEN: usize = 24;
 /// Fixed header (10) + XLEN (2) + subfield header (4) + payload (24).
 const HEADER_LEN: usize = 10 + 2 + 4 + SUBFIELD_LEN;
@@ -32,6 +39,8 @@ pub(crate) struct Block {
     pub size: u64,
     pub tmin: i64,
     pub tmax: i64,
+    /// The block's text is stored, not compressed.
+    pub stored: bool,
 }
 
 /// Reads the block index of a chunk from its gzip headers; `None` when the file was not written
@@ -66,7 +75,12 @@ fn parse_header(h: &[u8; HEADER_LEN], offset: u64) -> Option<Block> {
     let fixed = h[0] == 0x1f && h[1] == 0x8b && h[2] == 8 && h[3] == 0x04;
     let xlen = u16::from_le_bytes([h[10], h[11]]) as usize;
     let sub_len = u16::from_le_bytes([h[14], h[15]]) as usize;
-    if !fixed || xlen != 4 + SUBFIELD_LEN || h[12..14] != SUBFIELD || sub_len != SUBFIELD_LEN {
+    let stored = h[12..14] == SUBFIELD_STORED;
+    if !fixed
+        || xlen != 4 + SUBFIELD_LEN
+        || (h[12..14] != SUBFIELD && !stored)
+        || sub_len != SUBFIELD_LEN
+    {
         return None;
     }
     let word = |i: usize| <[u8; 8]>::try_from(&h[16 + 8 * i..24 + 8 * i]).expect("8 bytes");
@@ -75,7 +89,19 @@ fn parse_header(h: &[u8; HEADER_LEN], offset: u64) -> Option<Block> {
         size: u64::from_le_bytes(word(0)),
         tmin: i64::from_le_bytes(word(1)),
         tmax: i64::from_le_bytes(word(2)),
+        stored,
     })
+}
+
+/// Whether the first block of the chunk at `path` is stored (a chunk is written all stored or
+/// all compressed); `false` for a chunk without an index.
+///
+/// # Errors
+/// The file cannot be opened.
+pub(crate) fn first_stored(path: &Path) -> io::Result<bool> {
+    let mut header = [0u8; HEADER_LEN];
+    let read = File::open(path)?.read_exact(&mut header);
+    Ok(read.is_ok() && parse_header(&header, 0).is_some_and(|b| b.stored))
 }
 
 /// Copies `size` bytes of whole blocks from `offset` of the chunk at `path` to `out`.
@@ -116,23 +142,36 @@ pub(crate) struct BlockWriter<W: Write> {
     deflate: Compress,
     compressed: Vec<u8>,
     block_bytes: usize,
+    stored: bool,
 }
 
 impl<W: Write> BlockWriter<W> {
+    /// A writer of compressed blocks.
     pub(crate) fn new(out: W) -> BlockWriter<W> {
-        BlockWriter::with_block_bytes(out, BLOCK_BYTES)
+        BlockWriter::with_block_bytes(out, BLOCK_BYTES, false)
+    }
+
+    /// A writer of stored (uncompressed) blocks.
+    pub(crate) fn stored(out: W) -> BlockWriter<W> {
+        BlockWriter::with_block_bytes(out, BLOCK_BYTES, true)
     }
 
     /// A writer that ends a block once it holds `block_bytes` of text.
-    pub(crate) fn with_block_bytes(out: W, block_bytes: usize) -> BlockWriter<W> {
+    pub(crate) fn with_block_bytes(out: W, block_bytes: usize, stored: bool) -> BlockWriter<W> {
+        let level = if stored {
+            Compression::none()
+        } else {
+            Compression::fast()
+        };
         BlockWriter {
             out,
             text: Vec::new(),
             tmin: 0,
             tmax: 0,
-            deflate: Compress::new(Compression::fast(), false),
+            deflate: Compress::new(level, false),
             compressed: Vec::new(),
             block_bytes,
+            stored,
         }
     }
 
@@ -163,7 +202,13 @@ impl<W: Write> BlockWriter<W> {
         }
         self.deflate.reset();
         self.compressed.clear();
-        self.compressed.reserve(self.text.len() / 4 + 1024);
+        // Stored deflate adds 5 bytes per 64 KiB.
+        let bound = if self.stored {
+            self.text.len() + self.text.len() / 8192 + 1024
+        } else {
+            self.text.len() / 4 + 1024
+        };
+        self.compressed.reserve(bound);
         let mut input = &self.text[..];
         loop {
             let before = self.deflate.total_in();
@@ -186,7 +231,11 @@ impl<W: Write> BlockWriter<W> {
         let mut header = [0u8; HEADER_LEN];
         header[..10].copy_from_slice(&[0x1f, 0x8b, 8, 0x04, 0, 0, 0, 0, 0, 255]);
         header[10..12].copy_from_slice(&((4 + SUBFIELD_LEN) as u16).to_le_bytes());
-        header[12..14].copy_from_slice(&SUBFIELD);
+        header[12..14].copy_from_slice(if self.stored {
+            &SUBFIELD_STORED
+        } else {
+            &SUBFIELD
+        });
         header[14..16].copy_from_slice(&(SUBFIELD_LEN as u16).to_le_bytes());
         header[16..24].copy_from_slice(&size.to_le_bytes());
         header[24..32].copy_from_slice(&self.tmin.to_le_bytes());
@@ -263,6 +312,37 @@ mod tests {
             &all[(blocks[1].tmin - 1_000) as usize].1
         );
         assert_eq!(second.last().unwrap(), &all.last().unwrap().1);
+    }
+
+    #[test]
+    fn stored_blocks_read_as_plain_gzip_and_are_marked_in_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stored, packed) = (dir.path().join("s"), dir.path().join("p"));
+        let all = lines(40_000, 1_000);
+        let mut w = BlockWriter::stored(File::create(&stored).unwrap());
+        for (t, l) in &all {
+            w.line(*t, l.as_bytes()).unwrap();
+        }
+        w.finish().unwrap();
+        write(&packed, &all);
+        let expected: String = all.iter().map(|(_, l)| format!("{l}\n")).collect();
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(File::open(&stored).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, expected);
+        let blocks = index(&stored).unwrap().expect("an index");
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks.iter().all(|b| b.stored));
+        assert!(first_stored(&stored).unwrap());
+        assert!(index(&packed).unwrap().unwrap().iter().all(|b| !b.stored));
+        assert!(!first_stored(&packed).unwrap());
+        // Stored: the text and a few bytes of framing per block.
+        let size = std::fs::metadata(&stored).unwrap().len() as usize;
+        assert!(
+            size >= expected.len() && size < expected.len() + 1024,
+            "{size}"
+        );
     }
 
     #[test]

@@ -14,8 +14,11 @@ use super::{line_time, names, paths, read_cursor, write_atomic, BucketStore, Cat
 use crate::buffer::record;
 use crate::wal;
 
-/// A partition with this many chunks is merged into one.
+/// A tier of this many chunks of an open partition is merged into one.
 const MERGE_AT: usize = 8;
+/// A chunk more than this many times the mean size of the newer chunks of its tier starts an
+/// older tier.
+const TIER_RATIO: u64 = 3;
 /// Lines are read from the log in runs of at most this many payload bytes per compaction: the
 /// run is held in memory while it is sorted. Since merges copy blocks that do not overlap,
 /// smaller runs cost little (16 MiB against 64 MiB: about 5% fewer lines per CPU-second, 60 MiB
@@ -354,19 +357,31 @@ impl Iterator for Merge {
 }
 
 /// Which chunks of an open partition to merge (a suffix of `live`, in log order), if any:
-/// size-tiered, so a chunk is rewritten a logarithmic number of times, not at every merge. From
-/// the newest back, an older chunk joins while it is at most twice the size of the newer ones
-/// together; a merge happens once [`MERGE_AT`] chunks are in the tier.
+/// size-tiered, so a byte is rewritten a logarithmic number of times. The newest stored chunks
+/// (compaction runs not yet merged) are the first tier. Among compressed chunks, from the
+/// newest back, an older chunk joins the tier while it is at most [`TIER_RATIO`] times the
+/// mean size of the tier so far. A merge happens once [`MERGE_AT`] chunks are in the tier.
+/// (Comparing with the sum of the newer chunks instead, as this did before, rewrote each merged
+/// chunk again after it had grown by half: `scripts/bench-ingest.sh`'s load merged 4x the bytes
+/// it compacted.)
 fn merge_from(live: &[Chunk]) -> Option<usize> {
-    let size = |c: &Chunk| fs::metadata(&c.path).map_or(0, |m| m.len());
+    let kind = |c: &Chunk| {
+        let size = fs::metadata(&c.path).map_or(0, |m| m.len());
+        (size, blocks::first_stored(&c.path).unwrap_or(false))
+    };
     let mut from = live.len();
-    let mut newer = 0u64;
+    let (mut total, mut count, mut tier_stored) = (0u64, 0u64, false);
     while from > 0 {
-        let s = size(&live[from - 1]);
-        if from < live.len() && s > newer.saturating_mul(2) {
+        let (size, stored) = kind(&live[from - 1]);
+        if count == 0 {
+            tier_stored = stored;
+        } else if stored != tier_stored
+            || (!stored && size > (total / count).saturating_mul(TIER_RATIO))
+        {
             break;
         }
-        newer += s;
+        total += size;
+        count += 1;
         from -= 1;
     }
     (live.len() - from >= MERGE_AT).then_some(from)
@@ -395,12 +410,13 @@ fn settled(live: &[Chunk], settle: Duration) -> bool {
         .is_some_and(|age| age >= settle)
 }
 
-/// Writes a chunk durably: temporary file, `fill` writes its blocks, fsync, rename, fsync of
-/// the directory (and of new parent directories).
+/// Writes a chunk durably: temporary file, `fill` writes its blocks (stored or compressed),
+/// fsync, rename, fsync of the directory (and of new parent directories).
 fn write_chunk(
     dir: &Path,
     first: u64,
     last: u64,
+    stored: bool,
     fill: impl FnOnce(&mut BlockWriter<BufWriter<File>>) -> io::Result<()>,
 ) -> io::Result<()> {
     let created = !dir.exists();
@@ -412,7 +428,12 @@ fn write_chunk(
         .write(true)
         .truncate(true)
         .open(&tmp)?;
-    let mut writer = BlockWriter::new(BufWriter::with_capacity(1 << 16, file));
+    let file = BufWriter::with_capacity(1 << 16, file);
+    let mut writer = if stored {
+        BlockWriter::stored(file)
+    } else {
+        BlockWriter::new(file)
+    };
     fill(&mut writer)?;
     let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -436,18 +457,20 @@ struct Span {
     input: usize,
     offset: u64,
     size: u64,
-    /// The range is blocks of an indexed chunk: alone in its cluster, it is copied as it is.
-    indexed: bool,
+    /// The range is compressed blocks of an indexed chunk: alone in its cluster, it is copied
+    /// as it is.
+    copy: bool,
 }
 
 /// Splits the blocks of `inputs` into clusters of overlapping time ranges, in time order. A
-/// cluster of one indexed block is copied; any other is decoded and merged. Clusters do not
+/// cluster of one compressed indexed block is copied; any other (stored blocks too) is decoded
+/// and merged. Clusters do not
 /// overlap, so writing them one after the other gives sorted output.
 fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
     let mut all: Vec<(Block, usize, bool)> = Vec::new();
     for (i, c) in inputs.iter().enumerate() {
         match blocks::index(&c.path)? {
-            Some(index) => all.extend(index.into_iter().map(|b| (b, i, true))),
+            Some(index) => all.extend(index.into_iter().map(|b| (b, i, !b.stored))),
             None => {
                 let size = fs::metadata(&c.path)?.len();
                 let whole = Block {
@@ -455,6 +478,7 @@ fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
                     size,
                     tmin: i64::MIN,
                     tmax: i64::MAX,
+                    stored: false,
                 };
                 all.push((whole, i, false));
             }
@@ -463,7 +487,7 @@ fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
     all.sort_by_key(|(b, i, _)| (b.tmin, b.tmax, *i));
     let mut out: Vec<Vec<Span>> = Vec::new();
     let mut reach = None;
-    for (b, input, indexed) in all {
+    for (b, input, copy) in all {
         let joins = reach.is_some_and(|r| b.tmin <= r);
         reach = Some(if joins {
             reach.unwrap_or(b.tmax).max(b.tmax)
@@ -478,26 +502,27 @@ fn clusters(inputs: &[Chunk]) -> io::Result<Vec<Vec<Span>>> {
         match cluster.iter_mut().find(|s| s.input == input) {
             Some(span) => {
                 span.size = b.offset + b.size - span.offset;
+                span.copy &= copy;
             }
             None => cluster.push(Span {
                 input,
                 offset: b.offset,
                 size: b.size,
-                indexed,
+                copy,
             }),
         }
     }
     Ok(coalesce_copies(out))
 }
 
-/// Joins clusters that are each one indexed span and follow one another in the same input into
+/// Joins clusters that are each one copied span and follow one another in the same input into
 /// one span, so a merge copies a run of untouched blocks in one go.
 fn coalesce_copies(clusters: Vec<Vec<Span>>) -> Vec<Vec<Span>> {
     let mut out: Vec<Vec<Span>> = Vec::with_capacity(clusters.len());
     for cluster in clusters {
         if let ([next], Some([prev])) = (&cluster[..], out.last_mut().map(Vec::as_mut_slice)) {
-            if next.indexed
-                && prev.indexed
+            if next.copy
+                && prev.copy
                 && next.input == prev.input
                 && prev.offset + prev.size == next.offset
             {
@@ -614,7 +639,8 @@ impl BucketStore {
                 .join(names::encode("database", db).map_err(io::Error::other)?)
                 .join(names::encode("retention policy", rp).map_err(io::Error::other)?)
                 .join(start.to_string());
-            write_chunk(&dir, first, last, |w| {
+            // Stored: most of a run is decoded again by its first merge, which compresses it.
+            write_chunk(&dir, first, last, true, |w| {
                 lines
                     .iter()
                     .try_for_each(|(t, line)| w.line(*t, line.as_bytes()))
@@ -694,7 +720,12 @@ impl BucketStore {
             }
             let (live, _) = live_chunks(chunks(&dir)?);
             let closed = start.saturating_add(span) < now_ns();
-            if closed && live.len() > 1 && settled(&live, self.options.settle) {
+            // A settled partition is merged into one compressed chunk.
+            let whole = live.len() > 1
+                || live
+                    .first()
+                    .is_some_and(|c| blocks::first_stored(&c.path).unwrap_or(false));
+            if closed && whole && settled(&live, self.options.settle) {
                 self.merge(&dir, &live)?;
             } else if let Some(from) = merge_from(&live) {
                 self.merge(&dir, &live[from..])?;
@@ -721,10 +752,10 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
     let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
     let clusters = clusters(inputs)?;
     let (mut copied, mut merged) = (0u64, 0u64);
-    write_chunk(dir, first, last, |w| {
+    write_chunk(dir, first, last, false, |w| {
         for cluster in clusters {
             if let [span] = &cluster[..] {
-                if span.indexed {
+                if span.copy {
                     w.raw(&inputs[span.input].path, span.offset, span.size)?;
                     copied += span.size;
                     continue;
@@ -769,7 +800,7 @@ mod tiering {
             }
             gz.finish().unwrap();
         } else {
-            let mut w = BlockWriter::with_block_bytes(file, 250);
+            let mut w = BlockWriter::with_block_bytes(file, 250, false);
             for (t, l) in lines {
                 w.line(t, l.as_bytes()).unwrap();
             }
@@ -824,6 +855,35 @@ mod tiering {
     }
 
     #[test]
+    fn a_merge_compresses_stored_blocks_and_never_copies_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = |seq: u64, r: std::ops::Range<i64>| {
+            let c = chunk_of(dir.path(), seq, "s", &[], false);
+            let mut w = BlockWriter::with_block_bytes(File::create(&c.path).unwrap(), 250, true);
+            for t in r {
+                w.line(t, format!("cpu,src=s v={t} {t}").as_bytes())
+                    .unwrap();
+            }
+            w.finish().unwrap();
+            c
+        };
+        // Apart in time: compressed blocks would all be copied.
+        let (a, b) = (stored(1, 0..100), stored(2, 100..200));
+        let expected = sorted_union(&[&a, &b]);
+        let plain: u64 = [&a, &b]
+            .iter()
+            .map(|c| fs::metadata(&c.path).unwrap().len())
+            .sum();
+        let (copied, merged) = merge_chunks(dir.path(), &[a, b]).unwrap();
+        assert_eq!((copied, merged), (0, plain));
+        let (live, _) = live_chunks(chunks(dir.path()).unwrap());
+        assert_eq!(read_all(&live[0].path), expected);
+        let index = blocks::index(&live[0].path).unwrap().expect("an index");
+        assert!(index.iter().all(|b| !b.stored), "{index:?}");
+        assert!(fs::metadata(&live[0].path).unwrap().len() < plain);
+    }
+
+    #[test]
     fn a_chunk_line_that_is_not_utf8_is_an_error_for_export() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(chunk_name(1, 1));
@@ -874,7 +934,7 @@ mod tiering {
         // Each input's blocks overlap nothing: one copy per input, not one per block.
         let pieces = clusters(&inputs).unwrap();
         assert_eq!(pieces.len(), 4);
-        assert!(pieces.iter().all(|c| c.len() == 1 && c[0].indexed));
+        assert!(pieces.iter().all(|c| c.len() == 1 && c[0].copy));
         let (copied, merged) = merge_chunks(dir.path(), &inputs).unwrap();
         assert_eq!((copied, merged), (size, 0));
         let (live, _) = live_chunks(chunks(dir.path()).unwrap());
@@ -917,5 +977,30 @@ mod tiering {
         // Chunks of similar size all join the tier.
         let even: Vec<Chunk> = (1..=8).map(|i| chunk(i + 20, 1000)).collect();
         assert_eq!(merge_from(&even), Some(0));
+        // A chunk merged from a tier is not rewritten with the next tier of small chunks (it
+        // was while it stayed under twice their sum), only with chunks of its own size.
+        let mut live = vec![chunk(40, 8000)];
+        live.extend((41..49).map(|i| chunk(i, 1000)));
+        assert_eq!(merge_from(&live), Some(1));
+        let mut live: Vec<Chunk> = (50..57).map(|i| chunk(i, 8000)).collect();
+        live.extend((57..65).map(|i| chunk(i, 1000)));
+        assert_eq!(merge_from(&live), Some(7));
+        live.truncate(7);
+        live.push(chunk(65, 8000));
+        assert_eq!(merge_from(&live), Some(0));
+        // Stored chunks (compaction runs) are a tier of their own, whatever their size against
+        // the compressed chunks before them.
+        let stored = |i: u64| {
+            let c = chunk(i, 0);
+            let mut w = BlockWriter::stored(File::create(&c.path).unwrap());
+            w.line(1, &[b'x'; 3000]).unwrap();
+            w.finish().unwrap();
+            c
+        };
+        let mut live = vec![chunk(70, 2000)];
+        live.extend((71..78).map(stored));
+        assert_eq!(merge_from(&live), None);
+        live.push(stored(78));
+        assert_eq!(merge_from(&live), Some(1));
     }
 }

@@ -247,9 +247,12 @@ fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
     );
     assert!(lines.iter().all(|l| l.contains("host=new")));
     assert_eq!(store.stats.expired_partitions.load(Ordering::Relaxed), 1);
-    // One point a chunk, each at its own time: the merge copied every block.
-    assert!(store.stats.copied_bytes.load(Ordering::Relaxed) > 0);
-    assert_eq!(store.stats.merged_bytes.load(Ordering::Relaxed), 0);
+    // Compaction runs are stored uncompressed: the merge decoded every block (none copied as
+    // it was) and compressed the partition.
+    assert_eq!(store.stats.copied_bytes.load(Ordering::Relaxed), 0);
+    assert!(store.stats.merged_bytes.load(Ordering::Relaxed) > 0);
+    let merged = &super::compact::chunks(&part).unwrap()[0];
+    assert!(!super::blocks::first_stored(&merged.path).unwrap());
 }
 
 #[test]
@@ -309,6 +312,11 @@ fn compacted_partition_is_under_a_quarter_of_its_line_protocol() {
         .path()
         .join("buckets/data/db/autogen")
         .join(t.to_string());
+    // The compaction run is stored uncompressed until its first merge; a closed partition is
+    // merged, and compressed, once its newest chunk has settled.
+    let chunks = super::compact::chunks(&part).unwrap();
+    assert!(super::blocks::first_stored(&chunks[0].path).unwrap());
+    store.maintain().unwrap();
     let size: u64 = super::compact::chunks(&part)
         .unwrap()
         .iter()
