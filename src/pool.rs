@@ -71,6 +71,11 @@ impl Pool {
         }
     }
 
+    /// Frees every idle buffer.
+    pub fn clear(&self) {
+        self.free().clear();
+    }
+
     /// The bytes of capacity idle in the pool.
     #[cfg(test)]
     fn pooled_bytes(&self) -> usize {

@@ -300,6 +300,22 @@ pub fn read_streaming(
     from: u64,
     until: u64,
     hint: Option<Position>,
+    each: impl FnMut(Record) -> bool,
+) -> io::Result<Option<Position>> {
+    read_streaming_into(dir, from, until, hint, crate::pool::take, each)
+}
+
+/// [`read_streaming`], each payload read into a buffer from `take` (given the payload's
+/// length).
+///
+/// # Errors
+/// As [`read_streaming`].
+pub fn read_streaming_into(
+    dir: &Path,
+    from: u64,
+    until: u64,
+    hint: Option<Position>,
+    mut take: impl FnMut(usize) -> Vec<u8>,
     mut each: impl FnMut(Record) -> bool,
 ) -> io::Result<Option<Position>> {
     let mut each = move |r: Record| r.seq <= until && each(r);
@@ -342,7 +358,7 @@ pub fn read_streaming(
                 return Ok(Some((*first, at))); // left for a later call, which starts here
             }
             // Read into spare capacity: no zeroing of a buffer about to be overwritten.
-            let mut payload = crate::pool::take(len);
+            let mut payload = take(len);
             if (&mut reader).take(len as u64).read_to_end(&mut payload)? < len {
                 break; // a record being written: stop here
             }

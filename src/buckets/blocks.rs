@@ -22,10 +22,17 @@ use std::path::Path;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
+use crate::pool::Pool;
+
 /// Line protocol bytes per block before compression.
 pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 
 const SUBFIELD: [u8; 2] = *b"Hg";
+/// Block writers' buffers (the compactor's and the merger's), kept apart from the listener's
+/// pool: a chunk written every few tens of milliseconds would fault its megabyte in afresh.
+static BUFFERS: Pool = Pool::new(4 << 20);
+/// The most bytes one stored deflate block holds.
+const STORED_MAX: usize = 65_535;
 const SUBFIELD_STORED: [u8; 2] = *b"Hs";
 const SUBFIELD_LEN: usize = 24;
 /// Fixed header (10) + XLEN (2) + subfield header (4) + payload (24).
@@ -139,10 +146,10 @@ pub(crate) struct BlockWriter<W: Write> {
     text: Vec<u8>,
     tmin: i64,
     tmax: i64,
-    deflate: Compress,
+    /// The compressor; none for a writer of stored blocks.
+    deflate: Option<Compress>,
     compressed: Vec<u8>,
     block_bytes: usize,
-    stored: bool,
 }
 
 impl<W: Write> BlockWriter<W> {
@@ -158,20 +165,14 @@ impl<W: Write> BlockWriter<W> {
 
     /// A writer that ends a block once it holds `block_bytes` of text.
     pub(crate) fn with_block_bytes(out: W, block_bytes: usize, stored: bool) -> BlockWriter<W> {
-        let level = if stored {
-            Compression::none()
-        } else {
-            Compression::fast()
-        };
         BlockWriter {
             out,
-            text: Vec::new(),
+            text: BUFFERS.take(block_bytes + (64 << 10)),
             tmin: 0,
             tmax: 0,
-            deflate: Compress::new(level, false),
+            deflate: (!stored).then(|| Compress::new(Compression::fast(), false)),
             compressed: Vec::new(),
             block_bytes,
-            stored,
         }
     }
 
@@ -200,38 +201,21 @@ impl<W: Write> BlockWriter<W> {
         if self.text.is_empty() {
             return Ok(());
         }
-        self.deflate.reset();
-        self.compressed.clear();
-        // Stored deflate adds 5 bytes per 64 KiB.
-        let bound = if self.stored {
-            self.text.len() + self.text.len() / 8192 + 1024
+        let body_len = if self.deflate.is_none() {
+            // Stored deflate blocks are framed here, the text written as it is (not copied
+            // through the compressor first).
+            self.text.len() + 5 * self.text.len().div_ceil(STORED_MAX)
         } else {
-            self.text.len() / 4 + 1024
+            self.compress()?;
+            self.compressed.len()
         };
-        self.compressed.reserve(bound);
-        let mut input = &self.text[..];
-        loop {
-            let before = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(input, &mut self.compressed, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            input = &input[(self.deflate.total_in() - before) as usize..];
-            match status {
-                Status::StreamEnd => break,
-                Status::Ok | Status::BufError => {
-                    let more = self.compressed.capacity().max(1 << 16);
-                    self.compressed.reserve(more);
-                }
-            }
-        }
         let mut crc = Crc::new();
         crc.update(&self.text);
-        let size = (HEADER_LEN + self.compressed.len() + TRAILER_LEN) as u64;
+        let size = (HEADER_LEN + body_len + TRAILER_LEN) as u64;
         let mut header = [0u8; HEADER_LEN];
         header[..10].copy_from_slice(&[0x1f, 0x8b, 8, 0x04, 0, 0, 0, 0, 0, 255]);
         header[10..12].copy_from_slice(&((4 + SUBFIELD_LEN) as u16).to_le_bytes());
-        header[12..14].copy_from_slice(if self.stored {
+        header[12..14].copy_from_slice(if self.deflate.is_none() {
             &SUBFIELD_STORED
         } else {
             &SUBFIELD
@@ -241,7 +225,19 @@ impl<W: Write> BlockWriter<W> {
         header[24..32].copy_from_slice(&self.tmin.to_le_bytes());
         header[32..40].copy_from_slice(&self.tmax.to_le_bytes());
         self.out.write_all(&header)?;
-        self.out.write_all(&self.compressed)?;
+        if self.deflate.is_none() {
+            let mut pieces = self.text.chunks(STORED_MAX).peekable();
+            while let Some(piece) = pieces.next() {
+                let len = piece.len() as u16;
+                let last = u8::from(pieces.peek().is_none());
+                let [l0, l1] = len.to_le_bytes();
+                let [n0, n1] = (!len).to_le_bytes();
+                self.out.write_all(&[last, l0, l1, n0, n1])?;
+                self.out.write_all(piece)?;
+            }
+        } else {
+            self.out.write_all(&self.compressed)?;
+        }
         self.out.write_all(&crc.sum().to_le_bytes())?;
         self.out
             .write_all(&(self.text.len() as u32).to_le_bytes())?;
@@ -249,9 +245,36 @@ impl<W: Write> BlockWriter<W> {
         Ok(())
     }
 
+    /// Deflates the text into `compressed`.
+    fn compress(&mut self) -> io::Result<()> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Ok(());
+        };
+        deflate.reset();
+        self.compressed.clear();
+        self.compressed.reserve(self.text.len() / 4 + 1024);
+        let mut input = &self.text[..];
+        loop {
+            let before = deflate.total_in();
+            let status = deflate
+                .compress_vec(input, &mut self.compressed, FlushCompress::Finish)
+                .map_err(io::Error::other)?;
+            input = &input[(deflate.total_in() - before) as usize..];
+            match status {
+                Status::StreamEnd => return Ok(()),
+                Status::Ok | Status::BufError => {
+                    let more = self.compressed.capacity().max(1 << 16);
+                    self.compressed.reserve(more);
+                }
+            }
+        }
+    }
+
     /// Writes the last block and returns the writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
         self.flush_block()?;
+        BUFFERS.give(std::mem::take(&mut self.text));
+        BUFFERS.give(std::mem::take(&mut self.compressed));
         Ok(self.out)
     }
 }

@@ -24,7 +24,7 @@ const TIER_RATIO: u64 = 3;
 /// smaller runs cost little (16 MiB against 64 MiB: about 5% fewer lines per CPU-second, 60 MiB
 /// less peak RSS; 12 MiB against 16: no difference above the noise, 4-6 MiB less peak RSS at 16
 /// connections, which pays for the buffers kept in [`crate::pool`]).
-const MAX_RUN_BYTES: usize = 12 << 20;
+pub(super) const MAX_RUN_BYTES: usize = 12 << 20;
 
 /// A chunk file: `FIRST-LAST.lp.gz` holding log records FIRST..=LAST of its partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -544,22 +544,27 @@ fn now_ns() -> i64 {
 impl BucketStore {
     pub(super) fn run_compactor(&self) {
         loop {
-            {
-                let (lock, cv) = &self.wake;
-                let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if !*woken && !self.stopped.load(Ordering::Acquire) {
-                    woken = cv
-                        .wait_timeout(woken, self.options.compaction_interval)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                *woken = false;
-            }
+            self.wake
+                .wait(self.options.compaction_interval, &self.stopped);
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
-            if let Err(e) = self.compact_once() {
-                tracing::error!(error = %e, "compaction failed; it will be retried");
+            match self.compact_once() {
+                Ok(0) => {}
+                Ok(_) => self.wake_merger.notify(),
+                Err(e) => tracing::error!(error = %e, "compaction failed; it will be retried"),
+            }
+        }
+    }
+
+    /// Merges, retention and log trimming, beside compaction; also on a timer, since a
+    /// partition settles (and expires) without new writes.
+    pub(super) fn run_merger(&self) {
+        loop {
+            self.wake_merger
+                .wait(self.options.compaction_interval, &self.stopped);
+            if self.stopped.load(Ordering::Acquire) {
+                return;
             }
             if let Err(e) = self.maintain() {
                 tracing::error!(error = %e, "merge or retention failed; it will be retried");
@@ -586,7 +591,8 @@ impl BucketStore {
         // power loss, and its sequence number be reused by a write the cursor would then skip.
         let durable = self.log.durable_seq();
         let hint = *self.read_at.lock().unwrap_or_else(|e| e.into_inner());
-        let next_at = wal::read_streaming(&wal_dir, cursor + 1, durable, hint, |r| {
+        let take = |len| self.run_buffers.take(len);
+        let next_at = wal::read_streaming_into(&wal_dir, cursor + 1, durable, hint, take, |r| {
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
             last = r.seq;
@@ -628,6 +634,9 @@ impl BucketStore {
             }
         }
         let data = self.root.join("data");
+        // Retention (on the merger thread) does not remove a partition while chunks are
+        // written into it.
+        let layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
         let mut points = 0;
         let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
         for ((db, rp, start), mut lines) in groups {
@@ -669,11 +678,16 @@ impl BucketStore {
                 write_atomic(&path, text.as_bytes())?;
             }
         }
+        drop(layout);
         write_atomic(&cursor_path, last.to_string().as_bytes())?;
         *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = next_at;
         payloads
             .into_iter()
-            .for_each(|(_, payload)| crate::pool::give(payload));
+            .for_each(|(_, payload)| self.run_buffers.give(payload));
+        if bytes < MAX_RUN_BYTES / 2 {
+            // Caught up: the next run may be a while; do not hold its memory.
+            self.run_buffers.clear();
+        }
         self.pending_bytes
             .fetch_sub((bytes as u64).min(self.pending_bytes()), Ordering::Relaxed);
         *self.drain.lock().unwrap_or_else(|e| e.into_inner()) = Some((bytes as u64, started));
@@ -710,6 +724,7 @@ impl BucketStore {
         let span = self.options.partition.as_nanos() as i64;
         for (db, rp, start, dir) in partitions(&data)? {
             if start.saturating_add(span) <= horizon {
+                let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
                 fs::remove_dir_all(&dir)?;
                 wal::sync_dir(dir.parent().unwrap_or(&data))?;
                 self.stats

@@ -102,6 +102,33 @@ pub enum OpenError {
     },
 }
 
+/// A flag a thread sleeps on until it is set or a timeout passes.
+#[derive(Debug, Default)]
+struct Signal {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    fn notify(&self) {
+        *self.set.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits until notified (or `timeout`), unless already notified or `stopped`; clears it.
+    fn wait(&self, timeout: Duration, stopped: &AtomicBool) {
+        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        if !*set && !stopped.load(Ordering::Acquire) {
+            set = self
+                .cv
+                .wait_timeout(set, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *set = false;
+    }
+}
+
 /// (db, rp) → measurements seen.
 type Catalog = BTreeMap<(String, String), BTreeSet<String>>;
 
@@ -114,16 +141,24 @@ pub struct BucketStore {
     _lock: File,
     pending_bytes: AtomicU64,
     catalog: Mutex<Catalog>,
-    /// Wakes the compactor early (pending bytes high, or stop).
-    wake: (Mutex<bool>, Condvar),
+    /// Wakes the compactor early (a full run pending, or stop).
+    wake: Signal,
+    /// Wakes the merger (a compaction run wrote chunks, or stop).
+    wake_merger: Signal,
+    /// Held while compaction writes chunks and while retention removes partitions, which run
+    /// on different threads.
+    layout: Mutex<()>,
     stopped: AtomicBool,
     closed: AtomicBool,
     /// Counters.
     pub stats: StoreStats,
     /// Recent compaction throughput (bytes, duration) for Retry-After.
     drain: Mutex<Option<(u64, Instant)>>,
-    /// The compactor thread, joined by [`BucketStore::close`].
-    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The compactor and merger threads, joined by [`BucketStore::close`].
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The compactor's payload buffers, kept from one run to the next while runs are full
+    /// (faulting a run's 12 MiB in afresh each time was a tenth of the compactor's time).
+    run_buffers: crate::pool::Pool,
     /// Where the last compaction run stopped reading the log.
     read_at: Mutex<Option<wal::Position>>,
 }
@@ -249,25 +284,41 @@ impl BucketStore {
             _lock: lock,
             pending_bytes: AtomicU64::new(pending),
             catalog: Mutex::new(catalog),
-            wake: (Mutex::new(false), Condvar::new()),
+            wake: Signal::default(),
+            wake_merger: Signal::default(),
+            layout: Mutex::new(()),
             stopped: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stats: StoreStats::default(),
             drain: Mutex::new(None),
-            compactor: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            run_buffers: crate::pool::Pool::new(compact::MAX_RUN_BYTES + (4 << 20)),
             read_at: Mutex::new(None),
         });
         store
             .stats
             .corrupt_records
             .store(recovery.corrupt, Ordering::Relaxed);
-        let worker = Arc::clone(&store);
-        let handle = std::thread::Builder::new()
-            .name("heliograph-compactor".into())
-            .spawn(move || worker.run_compactor())
-            .map_err(io_err)?;
-        *store.compactor.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        // Merges run beside compaction: a merge of large chunks takes seconds, which would
+        // otherwise stall compaction and turn writers away.
+        let (compactor, merger) = (Arc::clone(&store), Arc::clone(&store));
+        let threads = [
+            std::thread::Builder::new()
+                .name("heliograph-compactor".into())
+                .spawn(move || compactor.run_compactor()),
+            std::thread::Builder::new()
+                .name("heliograph-merger".into())
+                .spawn(move || merger.run_merger()),
+        ];
+        for handle in threads {
+            let handle = handle.map_err(io_err)?;
+            store.threads().push(handle);
+        }
         Ok(store)
+    }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<std::thread::JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
@@ -388,8 +439,10 @@ impl BucketStore {
             .append(payload)
             .await
             .map_err(|e| self.unavailable(&e))?;
+        // A full compaction run is waiting: compact now rather than at the next interval, so
+        // the backlog stays near one run and `max_pending_bytes` is left for bursts.
         if self.pending_bytes.fetch_add(len, Ordering::Relaxed) + len
-            > self.options.max_pending_bytes / 2
+            >= (compact::MAX_RUN_BYTES as u64).min(self.options.max_pending_bytes / 2)
         {
             self.wake_compactor();
         }
@@ -432,9 +485,7 @@ impl BucketStore {
     }
 
     fn wake_compactor(&self) {
-        let (lock, cv) = &self.wake;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_one();
+        self.wake.notify();
     }
 
     /// Creates the bucket (db, `autogen`) if it does not exist.
@@ -519,19 +570,16 @@ impl BucketStore {
         self.pending_bytes.load(Ordering::Relaxed)
     }
 
-    /// Refuses further appends and stops the compactor, waiting for a run in progress to end
-    /// (what the log holds is already durable). The store's lock is released once the last
-    /// handle to it is dropped.
+    /// Refuses further appends and stops the compactor and the merger, waiting for a run or
+    /// merge in progress to end (what the log holds is already durable). The store's lock is
+    /// released once the last handle to it is dropped.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.stopped.store(true, Ordering::Release);
-        self.wake_compactor();
-        let handle = self
-            .compactor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
+        self.wake.notify();
+        self.wake_merger.notify();
+        let threads = std::mem::take(&mut *self.threads());
+        for handle in threads {
             if handle.thread().id() != std::thread::current().id() {
                 let _ = handle.join();
             }
