@@ -207,7 +207,7 @@ pub(crate) fn is_dropped(dropped: &BTreeMap<String, u64>, db: &str, seq: u64) ->
 }
 
 /// Lines of one partition in a compaction run: (time, line) borrowed from the run's payloads.
-type Lines<'a> = Vec<(i64, &'a str)>;
+type Lines<'a> = Vec<(i64, &'a [u8])>;
 
 /// A sorted stream of (time, line): a chunk, or log records sorted in memory.
 pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Send>;
@@ -388,16 +388,16 @@ fn merge_from(live: &[Chunk]) -> Option<usize> {
 }
 
 /// The lines of stored line protocol (`\n`-terminated, no `\r`: the listener normalized them).
-fn stored_lines(lp: &str) -> impl Iterator<Item = &str> {
+fn stored_lines(lp: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
-    memchr::memchr_iter(b'\n', lp.as_bytes())
+    memchr::memchr_iter(b'\n', lp)
         .map(move |end| {
             let line = &lp[start..end];
             start = end + 1;
             line
         })
         .chain(std::iter::once_with(move || {
-            &lp[lp.rfind('\n').map_or(0, |i| i + 1)..]
+            &lp[memchr::memrchr(b'\n', lp).map_or(0, |i| i + 1)..]
         }))
         .filter(|l| !l.is_empty())
 }
@@ -607,7 +607,7 @@ impl BucketStore {
         // Each record decoded once, here; one that does not decode is skipped (the cursor
         // still moves past it).
         let runs = payloads.iter().flat_map(|(seq, payload)| {
-            let runs = record::runs(payload).unwrap_or_else(|| {
+            let runs = record::raw_runs(payload).unwrap_or_else(|| {
                 tracing::error!(seq = *seq, "skipping an undecodable log record");
                 Vec::new()
             });
@@ -620,7 +620,7 @@ impl BucketStore {
             }
             let mut current: Option<(i64, &mut Lines<'_>)> = None;
             for line in stored_lines(lp) {
-                let Some(t) = line_time(line.as_bytes()) else {
+                let Some(t) = line_time(line) else {
                     continue;
                 };
                 let start = t.div_euclid(partition) * partition;
@@ -650,9 +650,7 @@ impl BucketStore {
                 .join(start.to_string());
             // Stored: most of a run is decoded again by its first merge, which compresses it.
             write_chunk(&dir, first, last, true, |w| {
-                lines
-                    .iter()
-                    .try_for_each(|(t, line)| w.line(*t, line.as_bytes()))
+                lines.iter().try_for_each(|(t, line)| w.line(*t, line))
             })?;
             points += lines.len() as u64;
         }
@@ -927,8 +925,16 @@ mod tiering {
             "a 1",
             "a 1\n\nb 2\n",
         ] {
-            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-            assert_eq!(stored_lines(text).collect::<Vec<_>>(), lines, "{text:?}");
+            let lines: Vec<&[u8]> = text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::as_bytes)
+                .collect();
+            assert_eq!(
+                stored_lines(text.as_bytes()).collect::<Vec<_>>(),
+                lines,
+                "{text:?}"
+            );
         }
     }
 

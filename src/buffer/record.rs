@@ -90,6 +90,36 @@ pub struct Run<'a> {
 
 /// The runs of a payload; `None` if it is not one [`encode`] made.
 pub fn runs(payload: &[u8]) -> Option<Vec<Run<'_>>> {
+    raw_runs(payload)?
+        .into_iter()
+        .map(|r| {
+            let lp = simdutf8::basic::from_utf8(r.lp).ok()?;
+            Some(Run {
+                db: r.db,
+                rp: r.rp,
+                points: r.points,
+                lp,
+            })
+        })
+        .collect()
+}
+
+/// A run whose line protocol is left as bytes (not checked as UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRun<'a> {
+    /// The database.
+    pub db: &'a str,
+    /// The retention policy.
+    pub rp: &'a str,
+    /// Points in `lp`.
+    pub points: usize,
+    /// One point per line, ns timestamps.
+    pub lp: &'a [u8],
+}
+
+/// [`runs`] without checking the line protocol as UTF-8, for readers that only move it (the
+/// listener checked it, the record's CRC protects it since).
+pub fn raw_runs(payload: &[u8]) -> Option<Vec<RawRun<'_>>> {
     let mut out = Vec::new();
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
@@ -104,15 +134,15 @@ pub fn runs(payload: &[u8]) -> Option<Vec<Run<'_>>> {
         let rp = std::str::from_utf8(take(&mut at, rp_len)?).ok()?;
         let points = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
         let lp_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
-        let lp = simdutf8::basic::from_utf8(take(&mut at, lp_len)?).ok()?;
-        out.push(Run { db, rp, points, lp });
+        let lp = take(&mut at, lp_len)?;
+        out.push(RawRun { db, rp, points, lp });
     }
     Some(out)
 }
 
 /// Points in a payload.
 pub fn points(payload: &[u8]) -> Option<usize> {
-    Some(runs(payload)?.iter().map(|r| r.points).sum())
+    Some(raw_runs(payload)?.iter().map(|r| r.points).sum())
 }
 
 /// Decodes a payload back into metrics; `None` if it is not one [`encode`] made.
