@@ -418,7 +418,7 @@ fn write_chunk(
     last: u64,
     stored: bool,
     fill: impl FnOnce(&mut BlockWriter<BufWriter<File>>) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<PathBuf> {
     let created = !dir.exists();
     fs::create_dir_all(dir)?;
     let path = dir.join(chunk_name(first, last));
@@ -449,7 +449,7 @@ fn write_chunk(
             }
         }
     }
-    Ok(())
+    Ok(path)
 }
 
 /// One input's share of a merge cluster: a contiguous byte range of whole blocks.
@@ -731,7 +731,11 @@ impl BucketStore {
                 tracing::info!(db, rp, partition = start, "dropped an expired partition");
                 continue;
             }
-            let (live, _) = live_chunks(chunks(&dir)?);
+            let (mut live, _) = live_chunks(chunks(&dir)?);
+            // Only chunks of records the cursor has passed: a compaction run still in progress
+            // (on the compactor thread) may have written some past it, which recovery removes
+            // after a crash; merged with older data, they would take it with them.
+            live.retain(|c| c.last <= cursor);
             let closed = start.saturating_add(span) < now_ns();
             // A settled partition is merged into one compressed chunk.
             let whole = live.len() > 1
@@ -764,8 +768,8 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
     let first = inputs.iter().map(|c| c.first).min().unwrap_or(0);
     let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
     let clusters = clusters(inputs)?;
-    let (mut copied, mut merged) = (0u64, 0u64);
-    write_chunk(dir, first, last, false, |w| {
+    let (mut copied, mut decoded) = (0u64, 0u64);
+    let merged = write_chunk(dir, first, last, false, |w| {
         for cluster in clusters {
             if let [span] = &cluster[..] {
                 if span.copy {
@@ -776,7 +780,7 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
             }
             let mut lines = Vec::with_capacity(cluster.len());
             for span in &cluster {
-                merged += span.size;
+                decoded += span.size;
                 let path = &inputs[span.input].path;
                 lines.push(LineReader::range(path, span.offset, span.size)?);
             }
@@ -784,11 +788,13 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
         }
         Ok(())
     })?;
-    for c in inputs {
+    // A chunk compressed alone (a settled partition's one stored chunk) was replaced by the
+    // rename: it is the output, not an input to remove.
+    for c in inputs.iter().filter(|c| c.path != merged) {
         fs::remove_file(&c.path)?;
     }
     wal::sync_dir(dir)?;
-    Ok((copied, merged))
+    Ok((copied, decoded))
 }
 
 #[cfg(test)]
