@@ -53,6 +53,11 @@ fn dump(dir: &Path, db: &str, start: Option<i64>, end: Option<i64>) -> Vec<Strin
         .collect()
 }
 
+/// The directory of db's autogen partition starting at `start`.
+fn partition_dir(dir: &Path, start: i64) -> PathBuf {
+    dir.join("buckets/data/db/autogen").join(start.to_string())
+}
+
 fn now() -> i64 {
     crate::pipeline::now_ns() / HOUR * HOUR
 }
@@ -111,10 +116,7 @@ fn reopen_replays_and_crashed_compaction_leaves_no_duplicates() {
     }
     // Forge what a compaction that crashed before moving its cursor leaves: a chunk past the
     // cursor, a temporary file, and a merge's output beside its inputs.
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join(t.to_string());
+    let part = partition_dir(dir.path(), t);
     fs::copy(
         part.join(
             super::compact::chunks(&part).unwrap()[0]
@@ -228,10 +230,7 @@ fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
             store.compact_once().unwrap();
         }
     });
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join((t - 2 * HOUR).to_string());
+    let part = partition_dir(dir.path(), t - 2 * HOUR);
     assert_eq!(super::compact::chunks(&part).unwrap().len(), 10);
     store.maintain().unwrap();
     assert_eq!(
@@ -308,10 +307,7 @@ fn compacted_partition_is_under_a_quarter_of_its_line_protocol() {
         }
     });
     store.compact_once().unwrap();
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join(t.to_string());
+    let part = partition_dir(dir.path(), t);
     // The compaction run is stored uncompressed until its first merge; a closed partition is
     // merged, and compressed, once its newest chunk has settled.
     let chunks = super::compact::chunks(&part).unwrap();
@@ -360,10 +356,7 @@ fn full_log_backlog_is_refused_with_retry_after() {
 fn a_closed_partition_still_written_to_is_merged_by_tiers_until_it_settles() {
     let dir = tempfile::tempdir().unwrap();
     let t = now() - 2 * HOUR;
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join(t.to_string());
+    let part = partition_dir(dir.path(), t);
     let mut busy = options(dir.path());
     busy.settle = Duration::from_secs(3600);
     let store = BucketStore::open(busy).unwrap();
@@ -455,10 +448,7 @@ fn merges_beside_compaction_keep_every_point_in_order() {
     });
     done.store(true, Ordering::Release);
     assert!(merger.join().unwrap() > 0);
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join(t.to_string());
+    let part = partition_dir(dir.path(), t);
     let merged_before_settling = super::compact::chunks(&part).unwrap().len();
     assert!(
         merged_before_settling < 40,
@@ -483,10 +473,7 @@ fn merges_leave_chunks_past_the_cursor_alone() {
     // must not fold it into older data, which recovery would then remove with it.
     let dir = tempfile::tempdir().unwrap();
     let t = now() - 2 * HOUR;
-    let part = dir
-        .path()
-        .join("buckets/data/db/autogen")
-        .join(t.to_string());
+    let part = partition_dir(dir.path(), t);
     {
         let store = BucketStore::open(options(dir.path())).unwrap();
         rt().block_on(async {
