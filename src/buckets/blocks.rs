@@ -30,7 +30,7 @@ pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 const SUBFIELD: [u8; 2] = *b"Hg";
 /// Block writers' buffers (the compactor's and the merger's), kept apart from the listener's
 /// pool: a chunk written every few tens of milliseconds would fault its megabyte in afresh.
-static BUFFERS: Pool = Pool::new(4 << 20);
+static BUFFERS: Pool = Pool::new(3 << 20);
 /// The most bytes one stored deflate block holds.
 const STORED_MAX: usize = 65_535;
 const SUBFIELD_STORED: [u8; 2] = *b"Hs";

@@ -20,11 +20,11 @@ const MERGE_AT: usize = 8;
 /// older tier.
 const TIER_RATIO: u64 = 3;
 /// Lines are read from the log in runs of at most this many payload bytes per compaction: the
-/// run is held in memory while it is sorted. Since merges copy blocks that do not overlap,
-/// smaller runs cost little (16 MiB against 64 MiB: about 5% fewer lines per CPU-second, 60 MiB
-/// less peak RSS; 12 MiB against 16: no difference above the noise, 4-6 MiB less peak RSS at 16
-/// connections, which pays for the buffers kept in [`crate::pool`]).
-pub(super) const MAX_RUN_BYTES: usize = 12 << 20;
+/// run is held in memory while it is sorted. Runs are written stored and their first merge
+/// decodes them all, so their size hardly matters for CPU (12 MiB against 8: no difference
+/// above the noise); 8 MiB keeps peak RSS at 16 connections under 64 MiB with the merger
+/// running beside the compactor (68-70 MiB with 12).
+pub(super) const MAX_RUN_BYTES: usize = 8 << 20;
 
 /// A chunk file: `FIRST-LAST.lp.gz` holding log records FIRST..=LAST of its partition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,7 +157,7 @@ pub struct BucketStore {
     /// The compactor and merger threads, joined by [`BucketStore::close`].
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The compactor's payload buffers, kept from one run to the next while runs are full
-    /// (faulting a run's 12 MiB in afresh each time was a tenth of the compactor's time).
+    /// (faulting a run's megabytes in afresh each time was a tenth of the compactor's time).
     run_buffers: crate::pool::Pool,
     /// Where the last compaction run stopped reading the log.
     read_at: Mutex<Option<wal::Position>>,
@@ -292,7 +292,7 @@ impl BucketStore {
             stats: StoreStats::default(),
             drain: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
-            run_buffers: crate::pool::Pool::new(compact::MAX_RUN_BYTES + (4 << 20)),
+            run_buffers: crate::pool::Pool::new(compact::MAX_RUN_BYTES + (1 << 20)),
             read_at: Mutex::new(None),
         });
         store
