@@ -57,6 +57,32 @@ impl Pool {
         Vec::with_capacity(capacity)
     }
 
+    /// As [`Pool::take`], but when no idle buffer is big enough the largest idle one is freed
+    /// first: for a user that takes many buffers at once (a compaction run), so idle buffers
+    /// that are too small are not held beside new ones.
+    pub fn take_replacing(&self, capacity: usize) -> Vec<u8> {
+        let mut free = self.free();
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= capacity)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            return free.swap_remove(i);
+        }
+        let largest = free
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = largest {
+            drop(free.swap_remove(i));
+        }
+        drop(free);
+        Vec::with_capacity(capacity)
+    }
+
     /// Keeps `buf` for reuse if its size is worth it and the pool has room; otherwise frees it.
     pub fn give(&self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
@@ -177,6 +203,23 @@ mod tests {
         assert_eq!(pool.pooled_bytes(), 4 << 20);
         assert_eq!(pool.take(700 << 10).capacity(), 1 << 20);
         assert_eq!(pool.take(1500 << 10).capacity(), 2 << 20);
+    }
+
+    #[test]
+    fn taking_with_replacement_frees_the_largest_idle_buffer_that_is_too_small() {
+        let pool = Pool::new(4 << 20);
+        pool.give(Vec::with_capacity(100 << 10));
+        pool.give(Vec::with_capacity(200 << 10));
+        // One fits: the smallest that does, as `take`.
+        let fit = pool.take_replacing(150 << 10);
+        assert_eq!(fit.capacity(), 200 << 10);
+        pool.give(fit);
+        // None fits: the largest idle one goes, so it is not held beside the new one.
+        let new = pool.take_replacing(300 << 10);
+        assert!(new.capacity() >= 300 << 10);
+        assert_eq!(pool.pooled_bytes(), 100 << 10);
+        pool.clear();
+        assert_eq!(pool.pooled_bytes(), 0);
     }
 
     #[test]

@@ -21,9 +21,9 @@ const MERGE_AT: usize = 8;
 const TIER_RATIO: u64 = 3;
 /// Lines are read from the log in runs of at most this many payload bytes per compaction: the
 /// run is held in memory while it is sorted. Runs are written stored and their first merge
-/// decodes them all, so their size hardly matters for CPU (12 MiB against 8: no difference
-/// above the noise); 8 MiB keeps peak RSS at 16 connections under 64 MiB with the merger
-/// running beside the compactor (68-70 MiB with 12).
+/// decodes them all, so their size hardly matters for CPU (8, 10 and 12 MiB: no difference
+/// above the noise); peak RSS at 16 connections, with the merger beside the compactor, is
+/// 57 MiB with 8 and 62-64 MiB with 12.
 pub(super) const MAX_RUN_BYTES: usize = 8 << 20;
 
 /// A chunk file: `FIRST-LAST.lp.gz` holding log records FIRST..=LAST of its partition.
@@ -591,7 +591,7 @@ impl BucketStore {
         // power loss, and its sequence number be reused by a write the cursor would then skip.
         let durable = self.log.durable_seq();
         let hint = *self.read_at.lock().unwrap_or_else(|e| e.into_inner());
-        let take = |len| self.run_buffers.take(len);
+        let take = |len| self.run_buffers.take_replacing(len);
         let next_at = wal::read_streaming_into(&wal_dir, cursor + 1, durable, hint, take, |r| {
             bytes += r.payload.len();
             first.get_or_insert(r.seq);
