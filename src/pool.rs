@@ -44,13 +44,7 @@ impl Pool {
     pub fn take(&self, capacity: usize) -> Vec<u8> {
         if (MIN_KEPT..=MAX_KEPT).contains(&capacity) {
             let mut free = self.free();
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= capacity)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(i, _)| i);
-            if let Some(i) = best {
+            if let Some(i) = best_fit(&free, capacity) {
                 return free.swap_remove(i);
             }
         }
@@ -62,13 +56,7 @@ impl Pool {
     /// that are too small are not held beside new ones.
     pub fn take_replacing(&self, capacity: usize) -> Vec<u8> {
         let mut free = self.free();
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= capacity)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
+        if let Some(i) = best_fit(&free, capacity) {
             return free.swap_remove(i);
         }
         let largest = free
@@ -112,6 +100,15 @@ impl Pool {
     pub fn wrap(&'static self, buf: Vec<u8>) -> Pooled {
         Pooled { buf, pool: self }
     }
+}
+
+/// The smallest of `free` that holds `capacity`.
+fn best_fit(free: &[Vec<u8>], capacity: usize) -> Option<usize> {
+    free.iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= capacity)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i)
 }
 
 /// [`Pool::take`] from the process's pool.
