@@ -410,17 +410,29 @@ fn settled(live: &[Chunk], settle: Duration) -> bool {
         .is_some_and(|age| age >= settle)
 }
 
-/// Writes a chunk durably: temporary file, `fill` writes its blocks (stored or compressed),
-/// fsync, rename, fsync of the directory (and of new parent directories).
+/// What a chunk is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// A compaction run: stored blocks; the partition's directories are made if need be.
+    Run,
+    /// A merge: compressed blocks, into a partition that must still exist (a merge beside
+    /// DROP DATABASE or retention must not bring a removed partition back).
+    Merge,
+}
+
+/// Writes a chunk durably: temporary file, `fill` writes its blocks, fsync, rename, fsync of
+/// the directory (and of new parent directories).
 fn write_chunk(
     dir: &Path,
     first: u64,
     last: u64,
-    stored: bool,
+    written: Written,
     fill: impl FnOnce(&mut BlockWriter<BufWriter<File>>) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
     let created = !dir.exists();
-    fs::create_dir_all(dir)?;
+    if written == Written::Run {
+        fs::create_dir_all(dir)?;
+    }
     let path = dir.join(chunk_name(first, last));
     let tmp = path.with_extension("tmp");
     let file = OpenOptions::new()
@@ -429,7 +441,7 @@ fn write_chunk(
         .truncate(true)
         .open(&tmp)?;
     let file = BufWriter::with_capacity(1 << 16, file);
-    let mut writer = if stored {
+    let mut writer = if written == Written::Run {
         BlockWriter::stored(file)
     } else {
         BlockWriter::new(file)
@@ -649,7 +661,7 @@ impl BucketStore {
                 .join(names::encode("retention policy", rp).map_err(io::Error::other)?)
                 .join(start.to_string());
             // Stored: most of a run is decoded again by its first merge, which compresses it.
-            write_chunk(&dir, first, last, true, |w| {
+            write_chunk(&dir, first, last, Written::Run, |w| {
                 lines.iter().try_for_each(|(t, line)| w.line(*t, line))
             })?;
             points += lines.len() as u64;
@@ -769,7 +781,7 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
     let last = inputs.iter().map(|c| c.last).max().unwrap_or(0);
     let clusters = clusters(inputs)?;
     let (mut copied, mut decoded) = (0u64, 0u64);
-    let merged = write_chunk(dir, first, last, false, |w| {
+    let merged = write_chunk(dir, first, last, Written::Merge, |w| {
         for cluster in clusters {
             if let [span] = &cluster[..] {
                 if span.copy {
@@ -900,6 +912,18 @@ mod tiering {
         let index = blocks::index(&live[0].path).unwrap().expect("an index");
         assert!(index.iter().all(|b| !b.stored), "{index:?}");
         assert!(fs::metadata(&live[0].path).unwrap().len() < plain);
+    }
+
+    #[test]
+    fn a_merge_does_not_bring_back_a_removed_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("db/autogen/0");
+        let fill = |w: &mut BlockWriter<BufWriter<File>>| w.line(1, b"m v=1 1");
+        assert!(write_chunk(&gone, 1, 2, Written::Merge, fill).is_err());
+        assert!(!gone.exists());
+        // A compaction run makes the directories it needs.
+        let path = write_chunk(&gone, 1, 2, Written::Run, fill).unwrap();
+        assert_eq!(read_all(&path), ["m v=1 1"]);
     }
 
     #[test]
