@@ -246,6 +246,14 @@ impl LineReader {
                 self.done = true;
                 return Ok(());
             }
+            // A string value may hold an LF: read on until the point ends.
+            while memchr::memchr(b'"', &self.line).is_some()
+                && super::point_end(&self.line) < self.line.len() - 1
+            {
+                if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+                    break;
+                }
+            }
             if self.line.last() == Some(&b'\n') {
                 self.line.pop();
             }
@@ -387,19 +395,10 @@ fn merge_from(live: &[Chunk]) -> Option<usize> {
     (live.len() - from >= MERGE_AT).then_some(from)
 }
 
-/// The lines of stored line protocol (`\n`-terminated, no `\r`: the listener normalized them).
+/// The points of stored line protocol (`\n`-terminated, no `\r`: the listener normalized
+/// them; a string value may hold an LF).
 fn stored_lines(lp: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', lp)
-        .map(move |end| {
-            let line = &lp[start..end];
-            start = end + 1;
-            line
-        })
-        .chain(std::iter::once_with(move || {
-            &lp[memchr::memrchr(b'\n', lp).map_or(0, |i| i + 1)..]
-        }))
-        .filter(|l| !l.is_empty())
+    super::points(lp).map(move |(start, end)| &lp[start..end])
 }
 
 /// Whether the newest of `live` (non-empty, in log order) was written at least `settle` ago.

@@ -83,7 +83,8 @@ pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportErr
                 continue;
             }
             found = true;
-            for line in run.lp.lines() {
+            for (start, end) in super::points(run.lp.as_bytes()) {
+                let line = &run.lp[start..end];
                 if let Some(t) = line_time(line.as_bytes()).filter(|t| in_range(*t)) {
                     tail.entry(partition_of(t))
                         .or_default()

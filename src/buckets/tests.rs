@@ -505,3 +505,55 @@ fn merges_leave_chunks_past_the_cursor_alone() {
     assert_eq!(lines.len(), 8, "{lines:?}");
     assert!(lines.iter().all(|l| l.contains("host=a")));
 }
+
+#[test]
+fn a_string_field_holding_a_line_feed_survives_compaction_and_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now() - 2 * HOUR;
+    let mut m = metric("db", "log", "a", 1, t);
+    m.add_field("msg", FieldValue::Str("first\nsecond".into()));
+    rt().block_on(store.append(&[m])).unwrap();
+    // From the log (not compacted yet), then from a stored chunk, then a compressed one.
+    let pending = dump(dir.path(), "db", None, None);
+    store.compact_once().unwrap();
+    let before = dump(dir.path(), "db", None, None);
+    assert_eq!(pending, before);
+    store.maintain().unwrap();
+    assert_eq!(dump(dir.path(), "db", None, None), before);
+    assert_eq!(before.len(), 2, "{before:?}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn points_of_stored_text_are_the_encoded_lines(
+        metrics in proptest::collection::vec(
+            (
+                "[a-z\"\\\\ ,=]{1,6}",
+                "[a-z\"\\\\ ,=]{1,6}",
+                "[a-z\"\\\\ ,=\n]{0,12}",
+                proptest::bool::ANY,
+            ),
+            1..8,
+        )
+    ) {
+        let mut text = String::new();
+        let mut lines = Vec::new();
+        for (i, (name, tag, string, number)) in metrics.iter().enumerate() {
+            let mut m = Metric::new(name.as_str(), i as i64);
+            m.add_tag("t", tag.as_str());
+            if *number {
+                m.add_field("n", FieldValue::Float(1.5));
+            }
+            m.add_field("s", FieldValue::Str(string.clone()));
+            let mut line = String::new();
+            crate::line_protocol::encode(&m, &mut line);
+            lines.push(line.trim_end_matches('\n').to_owned());
+            text.push_str(&line);
+        }
+        let found: Vec<&str> = super::points(text.as_bytes())
+            .map(|(start, end)| &text[start..end])
+            .collect();
+        proptest::prop_assert_eq!(found, lines);
+    }
+}
