@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::blocks::{self, Block, BlockWriter};
 use super::{line_time, names, paths, read_cursor, write_atomic, BucketStore, Catalog};
 use crate::buffer::record;
+use crate::line_protocol;
 use crate::wal;
 
 /// A tier of this many chunks of an open partition is merged into one.
@@ -248,7 +249,7 @@ impl LineReader {
             }
             // A string value may hold an LF: read on until the point ends.
             while memchr::memchr(b'"', &self.line).is_some()
-                && super::point_end(&self.line) < self.line.len() - 1
+                && line_protocol::encoded_point_end(&self.line) < self.line.len() - 1
             {
                 if self.reader.read_until(b'\n', &mut self.line)? == 0 {
                     break;
@@ -398,7 +399,7 @@ fn merge_from(live: &[Chunk]) -> Option<usize> {
 /// The points of stored line protocol (`\n`-terminated, no `\r`: the listener normalized
 /// them; a string value may hold an LF).
 fn stored_lines(lp: &[u8]) -> impl Iterator<Item = &[u8]> {
-    super::points(lp).map(move |(start, end)| &lp[start..end])
+    line_protocol::encoded_points(lp).map(move |(start, end)| &lp[start..end])
 }
 
 /// Whether the newest of `live` (non-empty, in log order) was written at least `settle` ago.
@@ -554,29 +555,35 @@ fn now_ns() -> i64 {
 
 impl BucketStore {
     pub(super) fn run_compactor(&self) {
-        loop {
-            self.wake
-                .wait(self.options.compaction_interval, &self.stopped);
+        let interval = self.options.compaction_interval;
+        // A backlog recovered at open may already hold full runs.
+        let mut wait = self.pending_bytes() < self.run_due();
+        while !wait || self.wake.wait(interval, &self.stopped) {
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
-            match self.compact_once() {
-                Ok(0) => {}
-                Ok(_) => self.wake_merger.notify(),
-                Err(e) => tracing::error!(error = %e, "compaction failed; it will be retried"),
-            }
+            // Straight on while full runs are pending; after an idle run or an error, wait.
+            wait = match self.compact_once() {
+                Ok(0) => true,
+                Ok(_) => {
+                    self.wake_merger.notify();
+                    self.pending_bytes() < self.run_due()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction failed; it will be retried");
+                    true
+                }
+            };
         }
     }
 
     /// Merges, retention and log trimming, beside compaction; also on a timer, since a
     /// partition settles (and expires) without new writes.
     pub(super) fn run_merger(&self) {
-        loop {
-            self.wake_merger
-                .wait(self.options.compaction_interval, &self.stopped);
-            if self.stopped.load(Ordering::Acquire) {
-                return;
-            }
+        while self
+            .wake_merger
+            .wait(self.options.compaction_interval, &self.stopped)
+        {
             if let Err(e) = self.maintain() {
                 tracing::error!(error = %e, "merge or retention failed; it will be retried");
             }

@@ -83,7 +83,7 @@ pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportErr
                 continue;
             }
             found = true;
-            for (start, end) in super::points(run.lp.as_bytes()) {
+            for (start, end) in crate::line_protocol::encoded_points(run.lp.as_bytes()) {
                 let line = &run.lp[start..end];
                 if let Some(t) = line_time(line.as_bytes()).filter(|t| in_range(*t)) {
                     tail.entry(partition_of(t))

@@ -116,7 +116,8 @@ impl Signal {
     }
 
     /// Waits until notified (or `timeout`), unless already notified or `stopped`; clears it.
-    fn wait(&self, timeout: Duration, stopped: &AtomicBool) {
+    /// Returns whether the thread should go on (not `stopped`).
+    fn wait(&self, timeout: Duration, stopped: &AtomicBool) -> bool {
         let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
         if !*set && !stopped.load(Ordering::Acquire) {
             set = self
@@ -126,6 +127,7 @@ impl Signal {
                 .0;
         }
         *set = false;
+        !stopped.load(Ordering::Acquire)
     }
 }
 
@@ -186,75 +188,6 @@ pub(crate) fn read_cursor(path: &Path) -> io::Result<u64> {
 }
 
 /// The timestamp of a stored line: its last space-separated token.
-/// Where the point of stored line protocol that starts at `text[0]` ends: the offset of the LF
-/// that ends it, or `text.len()`. A string field value may hold LFs (line protocol has no
-/// escape for them), so a point is not simply a line: names are skipped to their unescaped
-/// delimiters (a `"` in a name is an ordinary character), string values to their closing
-/// quote. Stored text is what the encoder wrote, so this follows its grammar.
-pub(crate) fn point_end(text: &[u8]) -> usize {
-    let lf = |from: usize| {
-        memchr::memchr(b'\n', &text[from.min(text.len())..]).map_or(text.len(), |i| from + i)
-    };
-    // Measurement and tags: to the first unescaped space.
-    let mut i = 0;
-    while i < text.len() && text[i] != b' ' {
-        if text[i] == b'\n' {
-            return i;
-        }
-        i += if text[i] == b'\\' { 2 } else { 1 };
-    }
-    i += 1;
-    // Fields: `key=value` separated by commas, up to the space before the timestamp.
-    while i < text.len() {
-        while i < text.len() && text[i] != b'=' {
-            if matches!(text[i], b'\n' | b' ') {
-                return lf(i);
-            }
-            i += if text[i] == b'\\' { 2 } else { 1 };
-        }
-        i += 1;
-        if text.get(i) == Some(&b'"') {
-            i += 1;
-            while i < text.len() && text[i] != b'"' {
-                i += if text[i] == b'\\' { 2 } else { 1 };
-            }
-            i += 1;
-        } else {
-            while i < text.len() && !matches!(text[i], b',' | b' ' | b'\n') {
-                i += 1;
-            }
-        }
-        match text.get(i) {
-            Some(b',') => i += 1,
-            _ => break,
-        }
-    }
-    lf(i)
-}
-
-/// The end of each point of `text` (stored line protocol), as [`point_end`] finds them; the
-/// plain LF search when no string value can hold one (no `"` in the text).
-pub(crate) fn points(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let quoted = memchr::memchr(b'"', text).is_some();
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        while start < text.len() {
-            let rest = &text[start..];
-            let len = if quoted {
-                point_end(rest)
-            } else {
-                memchr::memchr(b'\n', rest).unwrap_or(rest.len())
-            };
-            let point = (start, start + len);
-            start += len + 1;
-            if len > 0 {
-                return Some(point);
-            }
-        }
-        None
-    })
-}
-
 pub(crate) fn line_time(line: &[u8]) -> Option<i64> {
     let space = memchr::memrchr(b' ', line)?;
     crate::line_protocol::parse_timestamp(&line[space + 1..])
@@ -339,7 +272,7 @@ impl BucketStore {
                 let set = catalog
                     .entry((run.db.to_owned(), run.rp.to_owned()))
                     .or_default();
-                for (start, end) in points(run.lp.as_bytes()) {
+                for (start, end) in line_protocol::encoded_points(run.lp.as_bytes()) {
                     if let Some(m) = line_measurement(&run.lp[start..end]) {
                         set.insert(m);
                     }
@@ -508,11 +441,11 @@ impl BucketStore {
             .append(payload)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        // A full compaction run is waiting: compact now rather than at the next interval, so
-        // the backlog stays near one run and `max_pending_bytes` is left for bursts.
-        if self.pending_bytes.fetch_add(len, Ordering::Relaxed) + len
-            >= (compact::MAX_RUN_BYTES as u64).min(self.options.max_pending_bytes / 2)
-        {
+        // Wake the compactor as the backlog reaches a full run (not on every append after:
+        // it goes on by itself while a run is due).
+        let before = self.pending_bytes.fetch_add(len, Ordering::Relaxed);
+        let due = self.run_due();
+        if before < due && before + len >= due {
             self.wake_compactor();
         }
         Ok(())
@@ -551,6 +484,12 @@ impl BucketStore {
             }
             _ => self.options.compaction_interval.max(Duration::from_secs(1)),
         }
+    }
+
+    /// Pending bytes from which the compactor runs at once rather than at its next interval (a
+    /// full run), so the backlog stays near one run and `max_pending_bytes` is left for bursts.
+    fn run_due(&self) -> u64 {
+        (compact::MAX_RUN_BYTES as u64).min(self.options.max_pending_bytes / 2)
     }
 
     fn wake_compactor(&self) {

@@ -58,6 +58,19 @@ fn partition_dir(dir: &Path, start: i64) -> PathBuf {
     dir.join("buckets/data/db/autogen").join(start.to_string())
 }
 
+/// `n` compaction runs of one point each (host `host`, values 0.., times `t`..): `n` chunks.
+fn one_point_runs(store: &BucketStore, host: &str, n: i64, t: i64) {
+    rt().block_on(async {
+        for i in 0..n {
+            store
+                .append(&[metric("db", "m", host, i, t + i)])
+                .await
+                .unwrap();
+            store.compact_once().unwrap();
+        }
+    });
+}
+
 fn now() -> i64 {
     crate::pipeline::now_ns() / HOUR * HOUR
 }
@@ -216,20 +229,12 @@ fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
         store.close();
     }
     let store = BucketStore::open(options(dir.path())).unwrap();
-    rt().block_on(async {
-        let refused = store.append(&[metric("db", "m", "old", 1, old)]).await;
-        assert!(
-            matches!(refused, Err(Refusal::Invalid(ref m)) if m.contains("beyond retention")),
-            "{refused:?}"
-        );
-        for i in 0..10 {
-            store
-                .append(&[metric("db", "m", "new", i, t - 2 * HOUR + i)])
-                .await
-                .unwrap();
-            store.compact_once().unwrap();
-        }
-    });
+    let refused = rt().block_on(store.append(&[metric("db", "m", "old", 1, old)]));
+    assert!(
+        matches!(refused, Err(Refusal::Invalid(ref m)) if m.contains("beyond retention")),
+        "{refused:?}"
+    );
+    one_point_runs(&store, "new", 10, t - 2 * HOUR);
     let part = partition_dir(dir.path(), t - 2 * HOUR);
     assert_eq!(super::compact::chunks(&part).unwrap().len(), 10);
     store.maintain().unwrap();
@@ -360,15 +365,7 @@ fn a_closed_partition_still_written_to_is_merged_by_tiers_until_it_settles() {
     let mut busy = options(dir.path());
     busy.settle = Duration::from_secs(3600);
     let store = BucketStore::open(busy).unwrap();
-    rt().block_on(async {
-        for i in 0..3 {
-            store
-                .append(&[metric("db", "m", "late", i, t + i)])
-                .await
-                .unwrap();
-            store.compact_once().unwrap();
-        }
-    });
+    one_point_runs(&store, "late", 3, t);
     store.maintain().unwrap();
     assert_eq!(
         super::compact::chunks(&part).unwrap().len(),
@@ -476,15 +473,7 @@ fn merges_leave_chunks_past_the_cursor_alone() {
     let part = partition_dir(dir.path(), t);
     {
         let store = BucketStore::open(options(dir.path())).unwrap();
-        rt().block_on(async {
-            for i in 0..8 {
-                store
-                    .append(&[metric("db", "m", "a", i, t + i)])
-                    .await
-                    .unwrap();
-                store.compact_once().unwrap();
-            }
-        });
+        one_point_runs(&store, "a", 8, t);
         let uncommitted = part.join(format!("{:020}-{:020}.lp.gz", 100, 100));
         let mut w = super::blocks::BlockWriter::stored(fs::File::create(&uncommitted).unwrap());
         w.line(t + 50, format!("m,host=z v=1i {}", t + 50).as_bytes())
@@ -524,36 +513,41 @@ fn a_string_field_holding_a_line_feed_survives_compaction_and_merges() {
     assert_eq!(before.len(), 2, "{before:?}");
 }
 
-proptest::proptest! {
-    #[test]
-    fn points_of_stored_text_are_the_encoded_lines(
-        metrics in proptest::collection::vec(
-            (
-                "[a-z\"\\\\ ,=]{1,6}",
-                "[a-z\"\\\\ ,=]{1,6}",
-                "[a-z\"\\\\ ,=\n]{0,12}",
-                proptest::bool::ANY,
-            ),
-            1..8,
-        )
-    ) {
-        let mut text = String::new();
-        let mut lines = Vec::new();
-        for (i, (name, tag, string, number)) in metrics.iter().enumerate() {
-            let mut m = Metric::new(name.as_str(), i as i64);
-            m.add_tag("t", tag.as_str());
-            if *number {
-                m.add_field("n", FieldValue::Float(1.5));
+#[test]
+fn the_compactor_works_through_a_backlog_of_full_runs_by_itself() {
+    // A backlog of several full runs in the log at open (the agent restarted behind): the
+    // compactor goes through it at once and on its own, with no append to wake it and long
+    // before its interval (an hour here).
+    let dir = tempfile::tempdir().unwrap();
+    let t = now() - HOUR;
+    let host = "h".repeat(200);
+    let batch: Vec<Metric> = (0..5000)
+        .map(|k| metric("db", "backlog", &host, k, t + k))
+        .collect();
+    let record = crate::buffer::record::encode(&batch);
+    let runs = 3 * super::compact::MAX_RUN_BYTES / record.len() + 1;
+    {
+        let (wal_dir, _, _) = paths(dir.path());
+        fs::create_dir_all(&wal_dir).unwrap();
+        let (log, _, _) = Log::open(&wal_dir, LogOptions::default()).unwrap();
+        rt().block_on(async {
+            for _ in 0..runs {
+                log.append(crate::pool::Pooled::from(record.clone()))
+                    .await
+                    .unwrap();
             }
-            m.add_field("s", FieldValue::Str(string.clone()));
-            let mut line = String::new();
-            crate::line_protocol::encode(&m, &mut line);
-            lines.push(line.trim_end_matches('\n').to_owned());
-            text.push_str(&line);
-        }
-        let found: Vec<&str> = super::points(text.as_bytes())
-            .map(|(start, end)| &text[start..end])
-            .collect();
-        proptest::prop_assert_eq!(found, lines);
+        });
     }
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    assert!(store.pending_bytes() >= 3 * store.run_due());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.pending_bytes() >= store.run_due() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        store.pending_bytes() < store.run_due(),
+        "{} bytes still pending",
+        store.pending_bytes()
+    );
+    assert!(store.stats.compactions.load(Ordering::Relaxed) >= 3);
 }

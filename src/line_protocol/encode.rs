@@ -187,6 +187,77 @@ pub fn encode_all<'m>(metrics: impl IntoIterator<Item = &'m Metric>, out: &mut S
     metrics.into_iter().filter(|m| encode(m, out)).count()
 }
 
+/// Where the point this encoder wrote that starts at `text[0]` ends: the offset of the LF that
+/// ends it, or `text.len()`. A string field value may hold LFs (line protocol has no escape
+/// for them), so a point is not simply a line: names are skipped to their unescaped delimiters
+/// (a `"` in a name is an ordinary character, as [`escape`] leaves it), string values to their
+/// closing quote. The parser cannot stand in: it refuses some names this encoder writes (a tag
+/// value that is one backslash, written `\\`, ends in a backslash once unescaped).
+pub fn encoded_point_end(text: &[u8]) -> usize {
+    let lf = |from: usize| {
+        memchr::memchr(b'\n', &text[from.min(text.len())..]).map_or(text.len(), |i| from + i)
+    };
+    // Measurement and tags: to the first unescaped space.
+    let mut i = 0;
+    while i < text.len() && text[i] != b' ' {
+        if text[i] == b'\n' {
+            return i;
+        }
+        i += if text[i] == b'\\' { 2 } else { 1 };
+    }
+    i += 1;
+    // Fields: `key=value` separated by commas, up to the space before the timestamp.
+    while i < text.len() {
+        while i < text.len() && text[i] != b'=' {
+            if matches!(text[i], b'\n' | b' ') {
+                return lf(i);
+            }
+            i += if text[i] == b'\\' { 2 } else { 1 };
+        }
+        i += 1;
+        if text.get(i) == Some(&b'"') {
+            i += 1;
+            while i < text.len() && text[i] != b'"' {
+                i += if text[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else {
+            while i < text.len() && !matches!(text[i], b',' | b' ' | b'\n') {
+                i += 1;
+            }
+        }
+        match text.get(i) {
+            Some(b',') => i += 1,
+            _ => break,
+        }
+    }
+    lf(i)
+}
+
+/// Each point of `text` (line protocol this encoder wrote), as `start..end` without its LF, as
+/// [`encoded_point_end`] finds them; the plain LF search when no string value can hold one (no
+/// `"` in the text). Empty lines are skipped.
+pub fn encoded_points(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let quoted = memchr::memchr(b'"', text).is_some();
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        while start < text.len() {
+            let rest = &text[start..];
+            let len = if quoted {
+                encoded_point_end(rest)
+            } else {
+                memchr::memchr(b'\n', rest).unwrap_or(rest.len())
+            };
+            let point = (start, start + len);
+            start += len + 1;
+            if len > 0 {
+                return Some(point);
+            }
+        }
+        None
+    })
+}
+
 /// Bytes escaped in every name (`NAME`), and also in keys and tag values (`KEY`).
 const NAME: u8 = 1;
 const KEY: u8 = 2;

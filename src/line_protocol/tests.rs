@@ -556,3 +556,37 @@ proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn encoded_points_are_the_encoded_lines(
+        metrics in proptest::collection::vec(
+            (
+                "[a-z\"\\\\ ,=]{1,6}",
+                "[a-z\"\\\\ ,=]{1,6}",
+                "[a-z\"\\\\ ,=\n]{0,12}",
+                proptest::bool::ANY,
+            ),
+            1..8,
+        )
+    ) {
+        let mut text = String::new();
+        let mut lines = Vec::new();
+        for (i, (name, tag, string, number)) in metrics.iter().enumerate() {
+            let mut m = Metric::new(name.as_str(), i as i64);
+            m.add_tag("t", tag.as_str());
+            if *number {
+                m.add_field("n", FieldValue::Float(1.5));
+            }
+            m.add_field("s", FieldValue::Str(string.clone()));
+            let mut line = String::new();
+            crate::line_protocol::encode(&m, &mut line);
+            lines.push(line.trim_end_matches('\n').to_owned());
+            text.push_str(&line);
+        }
+        let found: Vec<&str> = encoded_points(text.as_bytes())
+            .map(|(start, end)| &text[start..end])
+            .collect();
+        proptest::prop_assert_eq!(found, lines);
+    }
+}
