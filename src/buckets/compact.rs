@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -216,17 +216,30 @@ pub(crate) type Source = Box<dyn Iterator<Item = io::Result<(i64, String)>> + Se
 /// Lines of gzip'd line protocol (a chunk, or a range of its blocks), one at a time into a
 /// buffer that is reused, each with the time at its end.
 struct LineReader {
-    reader: BufReader<Box<dyn Read + Send>>,
-    line: Vec<u8>,
+    reader: Box<dyn Read + Send>,
+    /// Text read and not yet passed: `buf[..filled]`; the current point is `buf[line]`.
+    buf: Vec<u8>,
+    filled: usize,
+    line: std::ops::Range<usize>,
+    /// Where the next point starts.
+    next: usize,
+    eof: bool,
     time: i64,
     done: bool,
 }
 
+/// How much a [`LineReader`] reads at a time (more when a point is longer).
+const LINE_READER_BYTES: usize = 64 << 10;
+
 impl LineReader {
     fn new(reader: Box<dyn Read + Send>) -> LineReader {
         LineReader {
-            reader: BufReader::with_capacity(1 << 16, reader),
-            line: Vec::new(),
+            reader,
+            buf: vec![0; LINE_READER_BYTES],
+            filled: 0,
+            line: 0..0,
+            next: 0,
+            eof: false,
             time: 0,
             done: false,
         }
@@ -239,29 +252,58 @@ impl LineReader {
         Ok(lines)
     }
 
-    /// Moves to the next non-empty line; `done` at the end.
+    /// The current point, without its LF. Lines are handed out where they lie in the read
+    /// buffer: copying each into a line of its own (`read_until`) was an eighth of a merge.
+    fn line(&self) -> &[u8] {
+        &self.buf[self.line.clone()]
+    }
+
+    /// Moves to the next non-empty point; `done` at the end.
     fn advance(&mut self) -> io::Result<()> {
         loop {
-            self.line.clear();
-            if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            let rest = &self.buf[self.next..self.filled];
+            let lf = memchr::memchr(b'\n', rest);
+            // A string value may hold an LF: then the point ends further on.
+            let end = match lf {
+                Some(lf) if memchr::memchr(b'"', &rest[..lf]).is_none() => Some(lf),
+                _ => {
+                    let end = line_protocol::encoded_point_end(rest);
+                    (end < rest.len() || self.eof).then_some(end)
+                }
+            };
+            let Some(end) = end else {
+                self.fill()?;
+                continue;
+            };
+            if end == 0 && rest.is_empty() {
                 self.done = true;
                 return Ok(());
             }
-            // A string value may hold an LF: read on until the point ends.
-            while memchr::memchr(b'"', &self.line).is_some()
-                && line_protocol::encoded_point_end(&self.line) < self.line.len() - 1
-            {
-                if self.reader.read_until(b'\n', &mut self.line)? == 0 {
-                    break;
-                }
-            }
-            if self.line.last() == Some(&b'\n') {
-                self.line.pop();
-            }
+            self.line = self.next..self.next + end;
+            self.next = (self.next + end + 1).min(self.filled);
             if !self.line.is_empty() {
-                self.time = line_time(&self.line).unwrap_or(i64::MIN);
+                self.time = line_time(self.line()).unwrap_or(i64::MIN);
                 return Ok(());
             }
+        }
+    }
+
+    /// Reads more text after the unpassed rest, which moves to the front of the buffer.
+    fn fill(&mut self) -> io::Result<()> {
+        self.buf.copy_within(self.next..self.filled, 0);
+        self.filled -= self.next;
+        self.next = 0;
+        if self.filled == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            return Ok(());
         }
     }
 }
@@ -288,7 +330,7 @@ impl Iterator for ChunkLines {
         if lines.done {
             return None;
         }
-        let line = String::from_utf8(lines.line.clone())
+        let line = String::from_utf8(lines.line().to_vec())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
         Some(line.map(|l| (lines.time, l)))
     }
@@ -306,12 +348,12 @@ fn merge_lines<W: io::Write>(
         let mut next = 0;
         for i in 1..inputs.len() {
             let (a, b) = (&inputs[i], &inputs[next]);
-            if (a.time, &a.line[..]) < (b.time, &b.line[..]) {
+            if (a.time, a.line()) < (b.time, b.line()) {
                 next = i;
             }
         }
         let input = &mut inputs[next];
-        w.line(input.time, &input.line)?;
+        w.line(input.time, input.line())?;
         input.advance()?;
         if input.done {
             inputs.swap_remove(next);
@@ -1059,5 +1101,78 @@ mod tiering {
         assert_eq!(merge_from(&live), None);
         live.push(stored(78));
         assert_eq!(merge_from(&live), Some(1));
+    }
+}
+
+#[cfg(test)]
+mod line_reader {
+    use super::LineReader;
+    use std::io::{self, Read};
+
+    /// A reader that hands out at most `step` bytes per read, so the points of a text fall
+    /// across the reader's refills at every offset.
+    struct Trickle {
+        text: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.text.len() - self.at);
+            buf[..n].copy_from_slice(&self.text[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn points(text: &[u8], step: usize) -> Vec<(i64, Vec<u8>)> {
+        let reader = Trickle {
+            text: text.to_vec(),
+            at: 0,
+            step,
+        };
+        let mut lines = LineReader::new(Box::new(reader));
+        let mut out = Vec::new();
+        loop {
+            lines.advance().unwrap();
+            if lines.done {
+                return out;
+            }
+            out.push((lines.time, lines.line().to_vec()));
+        }
+    }
+
+    /// Points of every length, string values holding LFs and quotes, empty lines, a point
+    /// longer than the read buffer and a last point without its LF: read in steps that put
+    /// the refills everywhere, the reader hands out what the encoder's scanner finds.
+    #[test]
+    fn points_across_refills_and_longer_than_the_buffer() {
+        let mut text = Vec::new();
+        for i in 0..3000i64 {
+            let pad = "x".repeat((i as usize * 37) % 300);
+            let point = match i % 5 {
+                0 => format!("m,t={pad} v={i}i {i}\n"),
+                1 => format!("m s=\"a\nb{pad}\\\"\n\",v=1 {i}\n"),
+                2 => "\n".to_owned(),
+                3 => format!("m\\ n,t=\"q v=\"{pad}\" {i}\n"),
+                _ => format!("m s=\"{pad}\" {i}\n"),
+            };
+            text.extend_from_slice(point.as_bytes());
+        }
+        let long = format!(
+            "m s=\"{}\n{}\" 7\n",
+            "y".repeat(100_000),
+            "z".repeat(30_000)
+        );
+        text.extend_from_slice(long.as_bytes());
+        text.extend_from_slice(b"m v=1 8");
+        let want: Vec<(i64, Vec<u8>)> = crate::line_protocol::encoded_points(&text)
+            .map(|(s, e)| (super::line_time(&text[s..e]).unwrap(), text[s..e].to_vec()))
+            .collect();
+        assert_eq!(want.len(), 3000 - 600 + 2);
+        for step in [1 << 20, 65_536, 4096, 1000, 7] {
+            assert!(points(&text, step) == want, "reads of {step} bytes");
+        }
     }
 }
