@@ -1150,7 +1150,7 @@ async fn write_records_pipelined(
                 };
                 let mut runs = Vec::new();
                 for (_, payload) in &records {
-                    let Some(r) = crate::buffer::record::runs(payload) else {
+                    let Some(r) = crate::buffer::record::shared_runs(payload) else {
                         let source = std::io::Error::other("undecodable buffer record");
                         let target = report.target.clone();
                         report.send(Err(crate::plugins::WriteError::Io { target, source }));
@@ -1252,7 +1252,7 @@ async fn write_records(disk: &Arc<DiskBuffer>, output: &mut dyn DynOutput, max: 
     let points: usize = records.iter().map(|(n, _)| n).sum();
     let mut runs = Vec::new();
     for (_, payload) in &records {
-        match crate::buffer::record::runs(payload) {
+        match crate::buffer::record::shared_runs(payload) {
             Some(r) => runs.extend(r),
             None => return Attempt::ReadFailed(std::io::Error::other("undecodable buffer record")),
         }

@@ -86,6 +86,9 @@ pub struct Run<'a> {
     pub points: usize,
     /// One point per line, ns timestamps.
     pub lp: &'a str,
+    /// The shared record `lp` lies in, when there is one: a request body can then be a slice
+    /// of it instead of a copy.
+    pub source: Option<&'a crate::wal::Payload>,
 }
 
 /// The runs of a payload; `None` if it is not one [`encode`] made.
@@ -99,9 +102,19 @@ pub fn runs(payload: &[u8]) -> Option<Vec<Run<'_>>> {
                 rp: r.rp,
                 points: r.points,
                 lp,
+                source: None,
             })
         })
         .collect()
+}
+
+/// [`runs`] of a shared record, each naming it as its [`Run::source`].
+pub fn shared_runs(payload: &crate::wal::Payload) -> Option<Vec<Run<'_>>> {
+    let mut runs = runs(payload)?;
+    for r in &mut runs {
+        r.source = Some(payload);
+    }
+    Some(runs)
 }
 
 /// A run whose line protocol is left as bytes (not checked as UTF-8).

@@ -196,6 +196,7 @@ impl Relay {
                 rp: &o.rp,
                 points: *n,
                 lp: text,
+                source: None,
             })
             .collect();
         self.write_runs(&runs).await
@@ -225,31 +226,24 @@ impl Relay {
         for ((db, rp), rs) in &groups {
             let total: usize = rs.iter().map(|r| r.points).sum();
             let per_job = total.div_ceil(requests.max(1)).max(1);
-            // Each request's text made once, at its size: the body is this buffer.
-            let bytes: usize = rs.iter().map(|r| r.lp.len()).sum();
-            let room = bytes.div_ceil(total.div_ceil(per_job).max(1));
-            let mut text = String::with_capacity(room);
+            let mut from = 0;
             let mut points = 0;
-            for r in rs {
-                text.push_str(r.lp);
+            for (i, r) in rs.iter().enumerate() {
                 points += r.points;
-                if points >= per_job {
-                    let full = std::mem::replace(&mut text, String::with_capacity(room));
-                    jobs.push(Box::pin(self.deliver(db, rp, full)));
+                if points >= per_job || i + 1 == rs.len() {
+                    jobs.push(Box::pin(self.deliver(db, rp, body(&rs[from..=i]))));
+                    from = i + 1;
                     points = 0;
                 }
-            }
-            if !text.is_empty() {
-                jobs.push(Box::pin(self.deliver(db, rp, text)));
             }
         }
         join_all(jobs).await.into_iter().collect()
     }
 
     /// Delivers one (db, rp) text, splitting on 413 and setting poison aside.
-    async fn deliver(&self, db: &str, rp: &str, text: String) -> Result<(), WriteError> {
+    async fn deliver(&self, db: &str, rp: &str, text: Bytes) -> Result<(), WriteError> {
         // Parts share the text's buffer (no copy for the request body).
-        let mut parts: Vec<Bytes> = vec![Bytes::from(text)];
+        let mut parts: Vec<Bytes> = vec![text];
         while let Some(bytes) = parts.pop() {
             match self.send(db, rp, &bytes).await? {
                 Sent::Delivered => {}
@@ -564,6 +558,34 @@ macro_rules! relay_output_methods {
     };
 }
 pub(crate) use relay_output_methods;
+
+/// The request body for `runs`: the one run's text where it lies in its shared record (no
+/// copy: the record stays alive until the request is done), otherwise their texts in one
+/// buffer made at its size.
+fn body(runs: &[&Run<'_>]) -> Bytes {
+    if let [Run {
+        source: Some(record),
+        lp,
+        ..
+    }] = runs
+    {
+        return Bytes::from_owner(SharedRecord(Arc::clone(record))).slice_ref(lp.as_bytes());
+    }
+    let mut text = String::with_capacity(runs.iter().map(|r| r.lp.len()).sum());
+    for r in runs {
+        text.push_str(r.lp);
+    }
+    Bytes::from(text)
+}
+
+/// A disk buffer record as the owner of request bodies sliced from it.
+struct SharedRecord(crate::wal::Payload);
+
+impl AsRef<[u8]> for SharedRecord {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// Runs every future to completion, concurrently; results in order.
 async fn join_all<T>(mut futures: Vec<crate::plugins::BoxFuture<'_, T>>) -> Vec<T> {
