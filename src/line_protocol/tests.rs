@@ -590,3 +590,25 @@ proptest::proptest! {
         proptest::prop_assert_eq!(found, lines);
     }
 }
+
+proptest! {
+    /// A `Line` reused from point to point (its tags and fields written over the previous
+    /// point's) holds what a fresh one does, whatever the shapes in turn, bad points included.
+    #[test]
+    fn a_reused_line_parses_as_a_fresh_one(
+        text in "(m(,[abc]=[xy]{1,2}){0,4}( [uv]=[0-9]{1,2}i?(,[uvw]=(1|\"[ab]\")){0,3}| ,=|,a x=1| x=1,)( [0-9]{1,3})?\n){1,8}"
+    ) {
+        let mut reused = Line::default();
+        let mut parser = Parser::new(&text);
+        let mut fresh = Parser::new(&text);
+        while let Some(result) = parser.next_into(&mut reused) {
+            let expected = fresh.next().expect("as many points");
+            match (result, expected) {
+                (Ok(()), Ok(line)) => prop_assert_eq!(&reused, &line, "{:?}", text),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "{:?} against {:?} in {:?}", a, b.map(|_| ()), text),
+            }
+        }
+        prop_assert!(fresh.next().is_none());
+    }
+}
