@@ -577,6 +577,7 @@ impl<'a> Parser<'a> {
             i += 1;
         }
         let ts_start = i;
+        i = scan(bytes, i, |w| eq(w, b' ') | below(w, 0x20));
         while i < bytes.len() && !matches!(bytes[i], b' ' | b'\n' | b'\r') {
             i += 1;
         }
@@ -652,7 +653,9 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn name(&self, at: usize, el: Element) -> Step<(Cow<'a, str>, usize)> {
         let bytes = self.src.as_bytes();
-        let mut i = at;
+        let mut i = scan(bytes, at, |w| {
+            eq(w, b' ') | eq(w, b',') | eq(w, b'=') | eq(w, b'\\') | below(w, 0x20)
+        });
         while i < bytes.len() && CLASS[bytes[i] as usize] == 0 {
             i += 1;
         }
@@ -735,7 +738,7 @@ impl<'a> Parser<'a> {
             }
             Some(b'"') => self.string(at + 1),
             Some(_) => {
-                let mut end = at;
+                let mut end = scan(bytes, at, |w| eq(w, b' ') | eq(w, b',') | below(w, 0x20));
                 while end < bytes.len() && !matches!(bytes[end], b' ' | b',' | b'\n' | b'\r') {
                     end += 1;
                 }
@@ -803,6 +806,39 @@ impl<'a> Iterator for Parser<'a> {
         let mut line = Line::default();
         self.next_into(&mut line).map(|r| r.map(|()| line))
     }
+}
+
+/// Eight bytes at a time from `i` while `flags` finds none of interest in them; returns the
+/// offset of the first flagged byte, or of the last whole eight. Callers finish byte by byte
+/// from there, so a byte flagged that is not of interest only ends the fast scan early.
+#[inline(always)]
+fn scan(bytes: &[u8], mut i: usize, flags: impl Fn(u64) -> u64) -> usize {
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let found = flags(word);
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` equal to `c` (exact up to the first such byte; bytes
+/// after it may be flagged too, which [`scan`] never looks at).
+#[inline(always)]
+fn eq(word: u64, c: u8) -> u64 {
+    let x = word ^ ONES.wrapping_mul(u64::from(c));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The high bit of each byte of `word` below `n` (`n` <= 0x80; as exact as [`eq`]).
+#[inline(always)]
+fn below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES.wrapping_mul(u64::from(n))) & !word & HIGHS
 }
 
 /// `v[k] = item`, or a push when `v` is that long. Points of a body mostly have the same
@@ -1102,6 +1138,36 @@ fn truncate(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod scanning {
+    use super::{below, eq, scan};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast scan stops at the first byte of interest, or short of it only where fewer
+        /// than eight bytes are left, for any bytes (UTF-8 or not, control bytes, 0x80 and up).
+        #[test]
+        fn the_fast_scan_stops_at_the_first_byte_of_interest(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+            from in 0usize..40,
+            set in 0usize..3,
+        ) {
+            let from = from.min(bytes.len());
+            let (found, wanted): (usize, fn(u8) -> bool) = match set {
+                0 => (
+                    scan(&bytes, from, |w| eq(w, b' ') | eq(w, b',') | eq(w, b'=') | eq(w, b'\\') | below(w, 0x20)),
+                    |b| matches!(b, b' ' | b',' | b'=' | b'\\') || b < 0x20,
+                ),
+                1 => (scan(&bytes, from, |w| eq(w, b' ') | eq(w, b',') | below(w, 0x20)), |b| matches!(b, b' ' | b',') || b < 0x20),
+                _ => (scan(&bytes, from, |w| eq(w, b' ') | below(w, 0x20)), |b| b <= b' '),
+            };
+            let first = (from..bytes.len()).find(|&i| wanted(bytes[i])).unwrap_or(bytes.len());
+            prop_assert!(found <= first, "{found} past {first} in {bytes:?} from {from}");
+            prop_assert!(found == first || found + 8 > bytes.len(), "{found} short of {first} in {bytes:?} from {from}");
+        }
+    }
 }
 
 #[cfg(test)]
