@@ -203,13 +203,15 @@ impl<W: Write> BlockWriter<W> {
         if self.text.is_empty() {
             return Ok(());
         }
-        let body_len = if self.deflate.is_none() {
+        let stored = self.deflate.is_none();
+        let body_len = match self.deflate.as_mut() {
             // Stored deflate blocks are framed here, the text written as it is (not copied
             // through the compressor first).
-            self.text.len() + 5 * self.text.len().div_ceil(STORED_MAX)
-        } else {
-            self.compress()?;
-            self.compressed.len()
+            None => self.text.len() + 5 * self.text.len().div_ceil(STORED_MAX),
+            Some(deflate) => {
+                compress(deflate, &self.text, &mut self.compressed)?;
+                self.compressed.len()
+            }
         };
         let mut crc = Crc::new();
         crc.update(&self.text);
@@ -217,17 +219,13 @@ impl<W: Write> BlockWriter<W> {
         let mut header = [0u8; HEADER_LEN];
         header[..10].copy_from_slice(&[0x1f, 0x8b, 8, 0x04, 0, 0, 0, 0, 0, 255]);
         header[10..12].copy_from_slice(&((4 + SUBFIELD_LEN) as u16).to_le_bytes());
-        header[12..14].copy_from_slice(if self.deflate.is_none() {
-            &SUBFIELD_STORED
-        } else {
-            &SUBFIELD
-        });
+        header[12..14].copy_from_slice(if stored { &SUBFIELD_STORED } else { &SUBFIELD });
         header[14..16].copy_from_slice(&(SUBFIELD_LEN as u16).to_le_bytes());
         header[16..24].copy_from_slice(&size.to_le_bytes());
         header[24..32].copy_from_slice(&self.tmin.to_le_bytes());
         header[32..40].copy_from_slice(&self.tmax.to_le_bytes());
         self.out.write_all(&header)?;
-        if self.deflate.is_none() {
+        if stored {
             let mut pieces = self.text.chunks(STORED_MAX).peekable();
             while let Some(piece) = pieces.next() {
                 let len = piece.len() as u16;
@@ -247,37 +245,31 @@ impl<W: Write> BlockWriter<W> {
         Ok(())
     }
 
-    /// Deflates the text into `compressed`.
-    fn compress(&mut self) -> io::Result<()> {
-        let Some(deflate) = self.deflate.as_mut() else {
-            return Ok(());
-        };
-        deflate.reset();
-        self.compressed.clear();
-        self.compressed.reserve(self.text.len() / 4 + 1024);
-        let mut input = &self.text[..];
-        loop {
-            let before = deflate.total_in();
-            let status = deflate
-                .compress_vec(input, &mut self.compressed, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            input = &input[(deflate.total_in() - before) as usize..];
-            match status {
-                Status::StreamEnd => return Ok(()),
-                Status::Ok | Status::BufError => {
-                    let more = self.compressed.capacity().max(1 << 16);
-                    self.compressed.reserve(more);
-                }
-            }
-        }
-    }
-
     /// Writes the last block and returns the writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
         self.flush_block()?;
         BUFFERS.give(std::mem::take(&mut self.text));
         BUFFERS.give(std::mem::take(&mut self.compressed));
         Ok(self.out)
+    }
+}
+
+/// Deflates `text` into `out` (cleared first) as one complete deflate stream.
+fn compress(deflate: &mut Compress, text: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    deflate.reset();
+    out.clear();
+    out.reserve(text.len() / 4 + 1024);
+    let mut input = text;
+    loop {
+        let before = deflate.total_in();
+        let status = deflate
+            .compress_vec(input, out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        input = &input[(deflate.total_in() - before) as usize..];
+        match status {
+            Status::StreamEnd => return Ok(()),
+            Status::Ok | Status::BufError => out.reserve(out.capacity().max(1 << 16)),
+        }
     }
 }
 

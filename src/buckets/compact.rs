@@ -224,7 +224,7 @@ struct LineReader {
     /// Text read and not yet passed: `buf[..filled]`; the current point is `buf[line]`.
     buf: Vec<u8>,
     filled: usize,
-    line: std::ops::Range<usize>,
+    line: Range<usize>,
     /// Where the next point starts.
     next: usize,
     eof: bool,
@@ -266,20 +266,13 @@ impl LineReader {
     fn advance(&mut self) -> io::Result<()> {
         loop {
             let rest = &self.buf[self.next..self.filled];
-            let lf = memchr::memchr(b'\n', rest);
-            // A string value may hold an LF: then the point ends further on.
-            let end = match lf {
-                Some(lf) if memchr::memchr(b'"', &rest[..lf]).is_none() => Some(lf),
-                _ => {
-                    let end = line_protocol::encoded_point_end(rest);
-                    (end < rest.len() || self.eof).then_some(end)
-                }
-            };
-            let Some(end) = end else {
-                self.fill()?;
+            // A string value may hold an LF: a point is not simply a line.
+            let end = line_protocol::encoded_point_end(rest);
+            if end == rest.len() && !self.eof {
+                self.fill()?; // the point may go on past what has been read
                 continue;
-            };
-            if end == 0 && rest.is_empty() {
+            }
+            if rest.is_empty() {
                 self.done = true;
                 return Ok(());
             }
@@ -422,12 +415,17 @@ impl Iterator for Merge {
 /// load there nearly always is a run waiting, and compressed chunks piled up unmerged until
 /// the partition closed (27 of them after 8 s of `bench-ingest.sh`'s load).
 fn merge_range(live: &[Chunk]) -> Option<Range<usize>> {
-    let kind = |c: &Chunk| {
-        let size = fs::metadata(&c.path).map_or(0, |m| m.len());
-        (size, blocks::first_stored(&c.path).unwrap_or(false))
-    };
+    // Each chunk's size and kind read once, from the newest back, only as far as needed.
+    let mut kinds = live
+        .iter()
+        .rev()
+        .map(|c| {
+            let size = fs::metadata(&c.path).map_or(0, |m| m.len());
+            (size, blocks::first_stored(&c.path).unwrap_or(false))
+        })
+        .peekable();
     let mut from = live.len();
-    while from > 0 && kind(&live[from - 1]).1 {
+    while kinds.next_if(|(_, stored)| *stored).is_some() {
         from -= 1;
     }
     if live.len() - from >= MERGE_AT {
@@ -435,8 +433,7 @@ fn merge_range(live: &[Chunk]) -> Option<Range<usize>> {
     }
     let end = from;
     let (mut total, mut count) = (0u64, 0u64);
-    while from > 0 {
-        let (size, stored) = kind(&live[from - 1]);
+    for (size, stored) in kinds {
         if stored || (count > 0 && size > (total / count).saturating_mul(TIER_RATIO)) {
             break;
         }
@@ -806,12 +803,15 @@ impl BucketStore {
             // after a crash; merged with older data, they would take it with them.
             live.retain(|c| c.last <= cursor);
             let closed = start.saturating_add(span) < now_ns();
-            // A settled partition is merged into one compressed chunk.
-            let whole = live.len() > 1
-                || live
-                    .first()
-                    .is_some_and(|c| blocks::first_stored(&c.path).unwrap_or(false));
-            if closed && whole && settled(&live, self.options.settle) {
+            // A settled partition is merged into one compressed chunk (a chunk is opened to
+            // see whether it is stored only for a closed partition).
+            let whole = || {
+                live.len() > 1
+                    || live
+                        .first()
+                        .is_some_and(|c| blocks::first_stored(&c.path).unwrap_or(false))
+            };
+            if closed && whole() && settled(&live, self.options.settle) {
                 self.merge(&dir, &live)?;
             } else if let Some(range) = merge_range(&live) {
                 self.merge(&dir, &live[range])?;
@@ -969,6 +969,27 @@ mod tiering {
         let index = blocks::index(&live[0].path).unwrap().expect("an index");
         assert!(index.iter().all(|b| !b.stored), "{index:?}");
         assert!(fs::metadata(&live[0].path).unwrap().len() < plain);
+    }
+
+    #[test]
+    fn a_merge_with_an_input_cut_short_fails_and_keeps_every_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = chunk_of(dir.path(), 1, "a", &(0..2000).collect::<Vec<_>>(), false);
+        let b = chunk_of(dir.path(), 2, "b", &(1000..3000).collect::<Vec<_>>(), false);
+        let before_a = read_all(&a.path);
+        // A torn tail: the second input's last block ends early.
+        let len = fs::metadata(&b.path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&b.path)
+            .unwrap()
+            .set_len(len - 20)
+            .unwrap();
+        assert!(merge_chunks(dir.path(), &[a.clone(), b.clone()]).is_err());
+        // Nothing was removed or replaced: both inputs are live, the first one whole.
+        let (live, _) = live_chunks(chunks(dir.path()).unwrap());
+        assert_eq!(live, vec![a.clone(), b.clone()]);
+        assert_eq!(read_all(&a.path), before_a);
     }
 
     #[test]

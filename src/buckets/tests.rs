@@ -551,3 +551,32 @@ fn the_compactor_works_through_a_backlog_of_full_runs_by_itself() {
     );
     assert!(store.stats.compactions.load(Ordering::Relaxed) >= 3);
 }
+
+#[test]
+fn a_compaction_run_that_cannot_write_loses_nothing_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BucketStore::open(options(dir.path())).unwrap();
+    let t = now();
+    let rt = rt();
+    rt.block_on(store.append(&[
+        metric("db", "m", "a", 1, t),
+        metric("db", "m", "b", 2, t + 1),
+    ]))
+    .unwrap();
+    // A file where the run's partition directory must go: the run fails after reading the
+    // log and before the cursor moves.
+    let blocked = partition_dir(dir.path(), t);
+    fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    fs::write(&blocked, b"in the way").unwrap();
+    assert!(store.compact_once().is_err());
+    assert!(store.pending_bytes() > 0, "the backlog is still pending");
+    // Export still sees the acknowledged points, from the log.
+    assert_eq!(dump(dir.path(), "db", None, None).len(), 2);
+    fs::remove_file(&blocked).unwrap();
+    assert_eq!(store.compact_once().unwrap(), 2);
+    assert_eq!(store.compact_once().unwrap(), 0);
+    assert_eq!(store.pending_bytes(), 0);
+    let lines = dump(dir.path(), "db", None, None);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("m,host=a v=1i") && lines[1].starts_with("m,host=b v=2i"));
+}

@@ -192,11 +192,16 @@ pub fn encode_all<'m>(metrics: impl IntoIterator<Item = &'m Metric>, out: &mut S
 /// for them), so a point is not simply a line: names are skipped to their unescaped delimiters
 /// (a `"` in a name is an ordinary character, as [`escape`] leaves it), string values to their
 /// closing quote. The parser cannot stand in: it refuses some names this encoder writes (a tag
-/// value that is one backslash, written `\\`, ends in a backslash once unescaped).
+/// value that is one backslash, written `\\`, ends in a backslash once unescaped). A point
+/// without a `"` before its first LF ends there, which is found without the grammar.
 pub fn encoded_point_end(text: &[u8]) -> usize {
     let lf = |from: usize| {
         memchr::memchr(b'\n', &text[from.min(text.len())..]).map_or(text.len(), |i| from + i)
     };
+    let first = lf(0);
+    if memchr::memchr(b'"', &text[..first]).is_none() {
+        return first;
+    }
     // Measurement and tags: to the first unescaped space.
     let mut i = 0;
     while i < text.len() && text[i] != b' ' {
