@@ -337,6 +337,17 @@ fn full_spool_answers_503_then_recovers() {
         "{}",
         agent.logs()
     );
+    // Points are queryable upstream a moment before heliograph has the 204 and frees their
+    // room in the spool: wait for that, then the spool takes writes again.
+    let drained = "heliograph_output_queued_points{output=\"outputs.influxdb\"} 0";
+    assert!(eventually(Duration::from_secs(10), || request(
+        "GET",
+        &agent.url("/metrics"),
+        &[]
+    )
+    .body
+    .lines()
+    .any(|l| l == drained)));
     assert_eq!(
         post(&agent.url("/write?db=f"), &[], body(100).as_bytes()).status,
         204
