@@ -17,7 +17,7 @@
 //! treated as one block spanning all time, which is always decoded.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -224,23 +224,38 @@ impl<W: Write> BlockWriter<W> {
         header[16..24].copy_from_slice(&size.to_le_bytes());
         header[24..32].copy_from_slice(&self.tmin.to_le_bytes());
         header[32..40].copy_from_slice(&self.tmax.to_le_bytes());
-        self.out.write_all(&header)?;
+        let mut trailer = [0u8; TRAILER_LEN];
+        trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
+        trailer[4..].copy_from_slice(&(self.text.len() as u32).to_le_bytes());
         if stored {
-            let mut pieces = self.text.chunks(STORED_MAX).peekable();
-            while let Some(piece) = pieces.next() {
-                let len = piece.len() as u16;
-                let last = u8::from(pieces.peek().is_none());
-                let [l0, l1] = len.to_le_bytes();
-                let [n0, n1] = (!len).to_le_bytes();
-                self.out.write_all(&[last, l0, l1, n0, n1])?;
-                self.out.write_all(piece)?;
+            // One vectored write of the whole block, the text where it lies: written piece by
+            // piece, each piece (64 KiB less one byte) fit in a `BufWriter`'s buffer and was
+            // copied through it, a sixth of the compactor's time.
+            let pieces = self.text.len().div_ceil(STORED_MAX);
+            let frames: Vec<[u8; 5]> = self
+                .text
+                .chunks(STORED_MAX)
+                .enumerate()
+                .map(|(i, piece)| {
+                    let len = piece.len() as u16;
+                    let [l0, l1] = len.to_le_bytes();
+                    let [n0, n1] = (!len).to_le_bytes();
+                    [u8::from(i + 1 == pieces), l0, l1, n0, n1]
+                })
+                .collect();
+            let mut slices = Vec::with_capacity(2 * pieces + 2);
+            slices.push(IoSlice::new(&header));
+            for (frame, piece) in frames.iter().zip(self.text.chunks(STORED_MAX)) {
+                slices.push(IoSlice::new(frame));
+                slices.push(IoSlice::new(piece));
             }
+            slices.push(IoSlice::new(&trailer));
+            write_all_vectored(&mut self.out, &mut slices)?;
         } else {
+            self.out.write_all(&header)?;
             self.out.write_all(&self.compressed)?;
+            self.out.write_all(&trailer)?;
         }
-        self.out.write_all(&crc.sum().to_le_bytes())?;
-        self.out
-            .write_all(&(self.text.len() as u32).to_le_bytes())?;
         self.text.clear();
         Ok(())
     }
@@ -252,6 +267,20 @@ impl<W: Write> BlockWriter<W> {
         BUFFERS.give(std::mem::take(&mut self.compressed));
         Ok(self.out)
     }
+}
+
+/// Writes all of `slices` to `out`, vectored (`Write::write_all_vectored` is not stable yet).
+fn write_all_vectored(out: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Deflates `text` into `out` (cleared first) as one complete deflate stream.
@@ -360,6 +389,47 @@ mod tests {
             size >= expected.len() && size < expected.len() + 1024,
             "{size}"
         );
+    }
+
+    /// A writer that takes at most `max` bytes a call, of the first slice only (as
+    /// `Write::write_vectored`'s default does).
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stored_block_is_written_whole_through_short_writes() {
+        // About 400 KB in blocks of 300 KB: blocks of several stored pieces.
+        let all = lines(12_000, 1_000);
+        let expected: String = all.iter().map(|(_, l)| format!("{l}\n")).collect();
+        for max in [1, 7_001, 65_540, usize::MAX] {
+            let out = Trickle {
+                out: Vec::new(),
+                max,
+            };
+            let mut w = BlockWriter::with_block_bytes(out, 300_000, true);
+            for (t, l) in &all {
+                w.line(*t, l.as_bytes()).unwrap();
+            }
+            let written = w.finish().unwrap().out;
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(&written[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(text, expected, "writes of at most {max} bytes");
+        }
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub struct BucketStore {
     /// The compactor's payload buffers, kept from one run to the next while runs are full
     /// (faulting a run's megabytes in afresh each time was a tenth of the compactor's time).
     run_buffers: crate::pool::Pool,
+    /// The compactor's emptied line lists, kept from one full run to the next like
+    /// `run_buffers`.
+    line_lists: Mutex<Vec<compact::Lines<'static>>>,
     /// Where the last compaction run stopped reading the log.
     read_at: Mutex<Option<wal::Position>>,
 }
@@ -295,6 +298,7 @@ impl BucketStore {
             drain: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             run_buffers: crate::pool::Pool::new(compact::MAX_RUN_BYTES + (1 << 20)),
+            line_lists: Mutex::new(Vec::new()),
             read_at: Mutex::new(None),
         });
         store
