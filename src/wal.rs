@@ -385,9 +385,14 @@ fn slow(dir: &Path, from: u64, each: impl FnMut(Record) -> bool) -> io::Result<O
     Ok(None)
 }
 
+/// Called on the writer thread once a record is durable, with its sequence number and where it
+/// starts; see [`Log::append_then`].
+pub type OnDurable = Box<dyn FnOnce(u64, Position) + Send>;
+
 enum Request {
     Append {
         payload: Payload,
+        on_durable: Option<OnDurable>,
         reply: oneshot::Sender<Result<u64, LogError>>,
     },
 }
@@ -477,6 +482,7 @@ impl Log {
             dir: dir.to_path_buf(),
             options,
             file: None,
+            segment: 0,
             file_len: 0,
             next_seq,
             durable: Arc::clone(&durable),
@@ -502,13 +508,36 @@ impl Log {
     /// # Errors
     /// [`LogError`]: the write was not made durable and must not be acknowledged.
     pub async fn append(&self, payload: impl Into<Payload>) -> Result<u64, LogError> {
-        let payload = payload.into();
+        self.send(payload.into(), None).await
+    }
+
+    /// [`Log::append`], calling `on_durable` with the record's sequence number and where it
+    /// starts once it is durable: on the writer thread, before the append resolves, and for
+    /// the records of a log in sequence order. (Appending tasks resume in any order: a queue
+    /// filled as they resume could hold records out of order.) Not called when the append
+    /// fails.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub async fn append_then(
+        &self,
+        payload: impl Into<Payload>,
+        on_durable: impl FnOnce(u64, Position) + Send + 'static,
+    ) -> Result<u64, LogError> {
+        self.send(payload.into(), Some(Box::new(on_durable))).await
+    }
+
+    async fn send(&self, payload: Payload, on_durable: Option<OnDurable>) -> Result<u64, LogError> {
         if payload.len() > MAX_RECORD {
             return Err(LogError::TooLarge(payload.len()));
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Append { payload, reply })
+            .send(Request::Append {
+                payload,
+                on_durable,
+                reply,
+            })
             .map_err(|_| LogError::Closed)?;
         rx.await.map_err(|_| LogError::Closed)?
     }
@@ -554,6 +583,8 @@ struct Writer {
     options: LogOptions,
     /// The active segment, or `None` before the first append or after a failure.
     file: Option<File>,
+    /// The active segment's first sequence number (its name).
+    segment: u64,
     /// Durable length of the active segment.
     file_len: u64,
     next_seq: u64,
@@ -572,19 +603,26 @@ impl Writer {
             replies.clear();
             let mut bytes = 0;
             let mut next = Some(first);
-            while let Some(Request::Append { payload, reply }) = next.take() {
+            while let Some(Request::Append {
+                payload,
+                on_durable,
+                reply,
+            }) = next.take()
+            {
                 bytes += HEADER + payload.len();
                 group.push((
                     header(self.next_seq + group.len() as u64, &payload),
                     payload,
                 ));
-                replies.push(reply);
+                replies.push((reply, on_durable));
                 if bytes >= MAX_GROUP_BYTES {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
             let result = self.commit(&group, bytes);
+            // Where the group starts: each record follows the one before it.
+            let mut at = result.as_ref().map_or(0, |&(_, offset)| offset);
             self.commits.fetch_add(1, Ordering::Relaxed);
             // Sequence numbers of a failed group are not reused (a partial write of it may
             // remain in a segment that could not be cut back).
@@ -593,14 +631,27 @@ impl Writer {
             if result.is_ok() {
                 self.durable.store(self.next_seq - 1, Ordering::Release);
             }
-            for (i, reply) in replies.drain(..).enumerate() {
-                let _ = reply.send(result.clone().map(|()| first_seq + i as u64));
+            if let Ok((segment, _)) = result {
+                let records = replies.iter_mut().zip(&group).enumerate();
+                for (i, ((_, on_durable), (_, payload))) in records {
+                    if let Some(f) = on_durable.take() {
+                        f(first_seq + i as u64, (segment, at));
+                    }
+                    at += (HEADER + payload.len()) as u64;
+                }
+            }
+            for (i, (reply, _)) in replies.drain(..).enumerate() {
+                let _ = reply.send(result.clone().map(|_| first_seq + i as u64));
             }
         }
     }
 
-    /// Writes and fsyncs one group of `bytes` bytes.
-    fn commit(&mut self, group: &[([u8; HEADER], Payload)], bytes: usize) -> Result<(), LogError> {
+    /// Writes and fsyncs one group of `bytes` bytes; returns where it starts.
+    fn commit(
+        &mut self,
+        group: &[([u8; HEADER], Payload)],
+        bytes: usize,
+    ) -> Result<Position, LogError> {
         let result = self.try_commit(group, bytes);
         if let Err(e) = &result {
             // Do not trust this segment again: cut it back to its durable length and start a
@@ -618,7 +669,11 @@ impl Writer {
         })
     }
 
-    fn try_commit(&mut self, group: &[([u8; HEADER], Payload)], bytes: usize) -> io::Result<()> {
+    fn try_commit(
+        &mut self,
+        group: &[([u8; HEADER], Payload)],
+        bytes: usize,
+    ) -> io::Result<Position> {
         if self.file.is_none() || self.file_len >= self.options.segment_bytes {
             let path = self.dir.join(segment_name(self.next_seq));
             let mut f = OpenOptions::new()
@@ -630,8 +685,10 @@ impl Writer {
             let len = f.seek(SeekFrom::End(0))?;
             sync_dir(&self.dir)?;
             self.file = Some(f);
+            self.segment = self.next_seq;
             self.file_len = len;
         }
+        let start = (self.segment, self.file_len);
         let f = self.file.as_mut().expect("opened above");
         let mut slices: Vec<IoSlice<'_>> = group
             .iter()
@@ -649,7 +706,7 @@ impl Writer {
         // The fsync that keeps the promise of every append in this group.
         f.sync_data()?;
         self.file_len += bytes as u64;
-        Ok(())
+        Ok(start)
     }
 }
 

@@ -104,6 +104,81 @@ fn concurrent_appends_share_fsyncs() {
     }
 }
 
+/// `append_then` calls back in sequence order, before the append resolves, with each record's
+/// place: its header is there, in the segment named, also for records of one group
+/// (concurrent appends) and across segment rotations.
+#[test]
+fn append_then_calls_back_in_order_with_where_each_record_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path()); // 200-byte segments: several
+    let log = Arc::new(log);
+    let called: Arc<std::sync::Mutex<Vec<(u64, Position)>>> = Arc::default();
+    // Rounds of concurrent appends: groups of several records, a segment or more each.
+    let placed = rt().block_on(async {
+        let mut placed = Vec::new();
+        for round in 0..4 {
+            let tasks: Vec<_> = (round * 50..round * 50 + 50)
+                .map(|i| {
+                    let (log, called) = (Arc::clone(&log), Arc::clone(&called));
+                    tokio::spawn(async move {
+                        let text = format!("record {i} {}", "x".repeat(i % 40));
+                        let payload = Pooled::from(text.clone().into_bytes());
+                        let mine = Arc::new(std::sync::Mutex::new(None));
+                        let at = Arc::clone(&mine);
+                        let seq = log
+                            .append_then(payload, move |seq, pos| {
+                                called.lock().unwrap().push((seq, pos));
+                                *at.lock().unwrap() = Some(pos);
+                            })
+                            .await
+                            .unwrap();
+                        let pos = mine.lock().unwrap().expect("called before resolving");
+                        (seq, pos, text)
+                    })
+                })
+                .collect();
+            for t in tasks {
+                placed.push(t.await.unwrap());
+            }
+        }
+        placed
+    });
+    assert!(log.commits() < 200, "some groups held several records");
+    let order: Vec<u64> = called.lock().unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        order,
+        (1..=200).collect::<Vec<u64>>(),
+        "called in sequence order"
+    );
+    let segments: Vec<u64> = segments(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert!(segments.len() > 1, "rotated");
+    for (seq, (segment, offset), text) in placed {
+        assert!(
+            segments.contains(&segment),
+            "record {seq} in segment {segment}"
+        );
+        let bytes = fs::read(dir.path().join(segment_name(segment))).unwrap();
+        let at = offset as usize;
+        let (len, found) = parse_header(&bytes[at..at + HEADER]).expect("a header there");
+        assert_eq!(
+            (found, &bytes[at + HEADER..at + HEADER + len]),
+            (seq, text.as_bytes())
+        );
+        // A streaming read from there starts with the record.
+        let mut first = None;
+        read_streaming(dir.path(), seq, u64::MAX, Some((segment, offset)), |r| {
+            first = Some(r.seq);
+            false
+        })
+        .unwrap();
+        assert_eq!(first, Some(seq));
+    }
+}
+
 #[test]
 fn torn_tail_is_truncated_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
