@@ -574,15 +574,12 @@ mod tests {
         assert!(b.reserve(1_001).is_err());
     }
 
-    /// A record past the cache is read from where its append put it, not found by reading the
-    /// segment from its start: a damaged record before it (written already) is never read, and
-    /// the read leaves a position for the next one to go on from.
-    #[tokio::test]
-    async fn a_record_not_cached_is_read_from_where_it_was_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = DiskBuffer::open("o", dir.path(), 100_000_000, 0, Duration::from_secs(1)).unwrap();
+    /// A buffer in `dir` holding records of `per` points, `extra` more of them than its cache
+    /// holds (a point encodes to about 15 bytes here); returns it, `per` and the record count.
+    async fn past_the_cache(dir: &Path, extra: usize) -> (Arc<DiskBuffer>, usize, usize) {
+        let b = DiskBuffer::open("o", dir, 100_000_000, 0, Duration::from_secs(1)).unwrap();
         let per = 20_000;
-        let n = (CACHE_BYTES / (per as u64 * 15)) as usize + 3;
+        let n = (CACHE_BYTES / (per as u64 * 15)) as usize + extra;
         for i in 0..n {
             b.reserve(per)
                 .unwrap()
@@ -590,6 +587,16 @@ mod tests {
                 .await
                 .unwrap();
         }
+        (b, per, n)
+    }
+
+    /// A record past the cache is read from where its append put it, not found by reading the
+    /// segment from its start: a damaged record before it (written already) is never read, and
+    /// the read leaves a position for the next one to go on from.
+    #[tokio::test]
+    async fn a_record_not_cached_is_read_from_where_it_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, per, n) = past_the_cache(dir.path(), 3).await;
         let cached = b
             .lock()
             .records
@@ -621,17 +628,7 @@ mod tests {
     #[tokio::test]
     async fn reads_back_records_not_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let b = DiskBuffer::open("o", dir.path(), 100_000_000, 0, Duration::from_secs(1)).unwrap();
-        // Enough records to pass the cache bound (a point encodes to about 15 bytes here).
-        let per = 20_000;
-        let n = (CACHE_BYTES / (per as u64 * 15)) as usize + 2;
-        for i in 0..n {
-            b.reserve(per)
-                .unwrap()
-                .commit(chunk(per, (i * per) as i64))
-                .await
-                .unwrap();
-        }
+        let (b, per, n) = past_the_cache(dir.path(), 2).await;
         let mut seen = 0;
         while !b.is_empty() {
             let records = b.peek_records(per).await.unwrap();
