@@ -296,8 +296,8 @@ impl DiskBuffer {
         let mut points = 0;
         // Where `from` is, when its append said so; else where the last read stopped, if that
         // was `from`. (Without either, the read starts at the segment's beginning and reads
-        // every record before `from`: under a relay backlog a third of the reads, each up to a
-        // segment of 64 MiB, were such misses, most of heliograph's CPU while draining.)
+        // every record before `from`: under a relay backlog a quarter of the reads, each up to
+        // a segment of 64 MiB, were such misses, a fifth of the listener threads' CPU.)
         let hint = {
             let st = self.lock();
             st.records
