@@ -621,17 +621,15 @@ impl Writer {
                 next = rx.try_recv().ok();
             }
             let result = self.commit(&group, bytes);
-            // Where the group starts: each record follows the one before it.
-            let mut at = result.as_ref().map_or(0, |&(_, offset)| offset);
             self.commits.fetch_add(1, Ordering::Relaxed);
             // Sequence numbers of a failed group are not reused (a partial write of it may
             // remain in a segment that could not be cut back).
             let first_seq = self.next_seq;
             self.next_seq += group.len() as u64;
-            if result.is_ok() {
+            if let Ok((segment, start)) = result {
                 self.durable.store(self.next_seq - 1, Ordering::Release);
-            }
-            if let Ok((segment, _)) = result {
+                // Each record of the group follows the one before it.
+                let mut at = start;
                 let records = replies.iter_mut().zip(&group).enumerate();
                 for (i, ((_, on_durable), (_, payload))) in records {
                     if let Some(f) = on_durable.take() {
