@@ -578,6 +578,24 @@ impl Log {
     }
 }
 
+/// Writes all of `slices` to `out`, vectored, at most IOV_MAX slices a call; the writer takes
+/// what it takes (`Write::write_all_vectored` is not stable yet). Slices must not be empty
+/// (an empty first slice would read as a write of nothing).
+pub(crate) fn write_all_vectored(
+    out: &mut impl Write,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        match out.write_vectored(&slices[..slices.len().min(1024)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 struct Writer {
     dir: PathBuf,
     options: LogOptions,
@@ -692,15 +710,7 @@ impl Writer {
             .iter()
             .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)])
             .collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            // At most IOV_MAX slices go per call; the kernel takes what it takes.
-            let n = f.write_vectored(&rest[..rest.len().min(1024)])?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut rest, n);
-        }
+        write_all_vectored(f, &mut slices)?;
         // The fsync that keeps the promise of every append in this group.
         f.sync_data()?;
         self.file_len += bytes as u64;

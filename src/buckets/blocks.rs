@@ -250,7 +250,7 @@ impl<W: Write> BlockWriter<W> {
                 slices.push(IoSlice::new(piece));
             }
             slices.push(IoSlice::new(&trailer));
-            write_all_vectored(&mut self.out, &mut slices)?;
+            crate::wal::write_all_vectored(&mut self.out, &mut slices)?;
         } else {
             self.out.write_all(&header)?;
             self.out.write_all(&self.compressed)?;
@@ -267,20 +267,6 @@ impl<W: Write> BlockWriter<W> {
         BUFFERS.give(std::mem::take(&mut self.compressed));
         Ok(self.out)
     }
-}
-
-/// Writes all of `slices` to `out`, vectored (`Write::write_all_vectored` is not stable yet).
-fn write_all_vectored(out: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match out.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Deflates `text` into `out` (cleared first) as one complete deflate stream.

@@ -352,14 +352,13 @@ fn merge_lines<W: io::Write>(
     w: &mut BlockWriter<W>,
 ) -> io::Result<()> {
     inputs.retain(|i| !i.done);
-    let mut times: Vec<i64> = inputs.iter().map(|i| i.time).collect();
     while !inputs.is_empty() {
         // The input with the least (time, line), and the least time of the others.
         let (mut next, mut bound) = (0, i64::MAX);
-        for i in 1..times.len() {
-            let t = times[i];
-            if t < times[next] || (t == times[next] && inputs[i].line() < inputs[next].line()) {
-                bound = times[next];
+        for i in 1..inputs.len() {
+            let (t, least) = (inputs[i].time, inputs[next].time);
+            if t < least || (t == least && inputs[i].line() < inputs[next].line()) {
+                bound = least;
                 next = i;
             } else {
                 bound = bound.min(t);
@@ -375,9 +374,6 @@ fn merge_lines<W: io::Write>(
         }
         if input.done {
             inputs.swap_remove(next);
-            times.swap_remove(next);
-        } else {
-            times[next] = input.time;
         }
     }
     Ok(())

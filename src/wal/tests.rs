@@ -336,10 +336,14 @@ fn full_disk_refuses_then_recovers() {
         ),
         "{err}"
     );
-    // Still full: still refused, never a silent success.
+    // Still full: still refused, never a silent success, and never reported durable.
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&called);
+    let on_durable = move |_, _| flag.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(rt
-        .block_on(log.append(Pooled::from(record.clone())))
+        .block_on(log.append_then(Pooled::from(record.clone()), on_durable))
         .is_err());
+    assert!(!called.load(std::sync::atomic::Ordering::Relaxed));
     // Space returns: appends succeed again, on the same open log.
     fs::remove_file(&filler).unwrap();
     rt.block_on(log.append(Pooled::from(b"after".to_vec())))
