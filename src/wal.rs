@@ -173,28 +173,18 @@ fn decode(buf: &[u8], at: usize) -> Option<(Record, usize)> {
     ))
 }
 
-/// Scans one segment: its valid records, how many corrupt stretches were skipped, and the
-/// offset just past the last valid record.
-fn scan(buf: &[u8]) -> (Vec<Record>, u64, usize) {
-    let mut records = Vec::new();
-    let (corrupt, end) = scan_with(buf, |r| {
-        records.push(r);
-        true
-    });
-    (records, corrupt, end)
-}
-
-/// Scans records in order, handing each to `each` until it returns false; returns the corrupt
-/// stretches skipped and the offset just past the last valid record seen.
-fn scan_with(buf: &[u8], mut each: impl FnMut(Record) -> bool) -> (u64, usize) {
+/// Scans records in order, handing each (with its offset) to `each` until it returns false;
+/// returns the corrupt stretches skipped and the offset just past the last valid record seen.
+fn scan_with(buf: &[u8], mut each: impl FnMut(Record, usize) -> bool) -> (u64, usize) {
     let mut corrupt = 0;
     let mut at = 0;
     let mut end = 0;
     while at < buf.len() {
         if let Some((r, next)) = decode(buf, at) {
+            let start = at;
             at = next;
             end = next;
-            if !each(r) {
+            if !each(r, start) {
                 break;
             }
             continue;
@@ -261,7 +251,7 @@ pub fn read_while(
             Err(e) => return Err(e),
         };
         let mut go_on = true;
-        let (corrupt, _) = scan_with(&buf, |r| {
+        let (corrupt, _) = scan_with(&buf, |r, _| {
             if r.seq < from {
                 return true;
             }
@@ -433,28 +423,41 @@ impl Default for LogOptions {
 impl Log {
     /// Opens (creating if needed) the log in `dir`, recovering it, and starts the writer thread.
     ///
-    /// Returns the log, what recovery found, and every intact record (for the caller to replay).
+    /// Hands every intact record, in sequence order, to `each` with where it starts (for the
+    /// caller to replay), one segment at a time: recovery holds one segment in memory, however
+    /// long the log.
     ///
     /// # Errors
     /// Only I/O errors on the directory itself (cannot create, list, or open a segment); never
     /// the contents of the log.
-    pub fn open(dir: &Path, options: LogOptions) -> io::Result<(Log, Recovery, Vec<Record>)> {
+    pub fn open(
+        dir: &Path,
+        options: LogOptions,
+        mut each: impl FnMut(Record, Position),
+    ) -> io::Result<(Log, Recovery)> {
         fs::create_dir_all(dir)?;
         let mut stats = Recovery::default();
-        let mut all = Vec::new();
         let segs = segments(dir)?;
         let mut last_seq: Option<u64> = None;
-        for (i, (_, path)) in segs.iter().enumerate() {
+        for (i, (first, path)) in segs.iter().enumerate() {
             let buf = read_file(path)?;
             if buf.is_empty() {
                 fs::remove_file(path)?;
                 stats.empty_segments += 1;
                 continue;
             }
-            let (records, corrupt, end) = scan(&buf);
+            let prev = last_seq;
+            let mut first_here = None;
+            let (corrupt, end) = scan_with(&buf, |r, at| {
+                first_here.get_or_insert(r.seq);
+                last_seq = Some(r.seq);
+                stats.records += 1;
+                each(r, (*first, at as u64));
+                true
+            });
             stats.corrupt += corrupt;
-            if let (Some(prev), Some(r)) = (last_seq, records.first()) {
-                if r.seq > prev + 1 {
+            if let (Some(prev), Some(seq)) = (prev, first_here) {
+                if seq > prev + 1 {
                     stats.gaps += 1;
                 }
             }
@@ -465,11 +468,6 @@ impl Log {
                 f.sync_all()?;
                 stats.truncated_bytes += (buf.len() - end) as u64;
             }
-            if let Some(r) = records.last() {
-                last_seq = Some(r.seq);
-            }
-            stats.records += records.len() as u64;
-            all.extend(records);
         }
         if stats.empty_segments > 0 {
             sync_dir(dir)?;
@@ -499,7 +497,6 @@ impl Log {
                 commits,
             },
             stats,
-            all,
         ))
     }
 

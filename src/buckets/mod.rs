@@ -239,21 +239,6 @@ impl BucketStore {
         let (wal_dir, cursor_path, _) = paths(&data_dir);
         let root = data_dir.join("buckets");
         fs::create_dir_all(root.join("data")).map_err(io_err)?;
-        let (log, recovery, records) = Log::open(
-            &wal_dir,
-            LogOptions {
-                segment_bytes: options.segment_bytes,
-            },
-        )
-        .map_err(io_err)?;
-        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
-            tracing::warn!(
-                corrupt_records = recovery.corrupt,
-                truncated_bytes = recovery.truncated_bytes,
-                missing_segments = recovery.gaps,
-                "recovered the bucket log"
-            );
-        }
         let cursor = read_cursor(&cursor_path).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read the compaction cursor; recompacting the whole log");
             0
@@ -268,19 +253,38 @@ impl BucketStore {
             write_atomic(&root.join("partition_ns"), span.as_bytes()).map_err(io_err)?;
         }
         let mut catalog = compact::load_catalog(&root.join("data")).map_err(io_err)?;
+        // The records not compacted yet: their bytes are pending, their measurements listed.
         let mut pending = 0u64;
-        for r in records.iter().filter(|r| r.seq > cursor) {
-            pending += r.payload.len() as u64;
-            for run in record::runs(&r.payload).unwrap_or_default() {
-                let set = catalog
-                    .entry((run.db.to_owned(), run.rp.to_owned()))
-                    .or_default();
-                for (start, end) in line_protocol::encoded_points(run.lp.as_bytes()) {
-                    if let Some(m) = line_measurement(&run.lp[start..end]) {
-                        set.insert(m);
+        let (log, recovery) = Log::open(
+            &wal_dir,
+            LogOptions {
+                segment_bytes: options.segment_bytes,
+            },
+            |r, _| {
+                if r.seq <= cursor {
+                    return;
+                }
+                pending += r.payload.len() as u64;
+                for run in record::runs(&r.payload).unwrap_or_default() {
+                    let set = catalog
+                        .entry((run.db.to_owned(), run.rp.to_owned()))
+                        .or_default();
+                    for (start, end) in line_protocol::encoded_points(run.lp.as_bytes()) {
+                        if let Some(m) = line_measurement(&run.lp[start..end]) {
+                            set.insert(m);
+                        }
                     }
                 }
-            }
+            },
+        )
+        .map_err(io_err)?;
+        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
+            tracing::warn!(
+                corrupt_records = recovery.corrupt,
+                truncated_bytes = recovery.truncated_bytes,
+                missing_segments = recovery.gaps,
+                "recovered the bucket log"
+            );
         }
         let store = Arc::new(BucketStore {
             root,

@@ -529,7 +529,7 @@ fn the_compactor_works_through_a_backlog_of_full_runs_by_itself() {
     {
         let (wal_dir, _, _) = paths(dir.path());
         fs::create_dir_all(&wal_dir).unwrap();
-        let (log, _, _) = Log::open(&wal_dir, LogOptions::default()).unwrap();
+        let (log, _) = Log::open(&wal_dir, LogOptions::default(), |_, _| {}).unwrap();
         rt().block_on(async {
             for _ in 0..runs {
                 log.append(crate::pool::Pooled::from(record.clone()))

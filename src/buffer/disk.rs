@@ -38,9 +38,8 @@ struct Rec {
     bytes: u64,
     /// The record's payload, when cached.
     payload: Option<wal::Payload>,
-    /// Where the record is in the log, when known (appended since open), so a read of it
-    /// starts there.
-    at: Option<wal::Position>,
+    /// Where the record is in the log, so a read of it starts there.
+    at: wal::Position,
 }
 
 #[derive(Debug, Default)]
@@ -68,13 +67,7 @@ struct State {
 impl State {
     /// Queues a durable record of `points` points, keeping its payload in memory while the
     /// cache has room.
-    fn push_record(
-        &mut self,
-        seq: u64,
-        at: Option<wal::Position>,
-        points: usize,
-        payload: wal::Payload,
-    ) {
+    fn push_record(&mut self, seq: u64, at: wal::Position, points: usize, payload: wal::Payload) {
         let bytes = payload.len() as u64;
         self.queued += points;
         self.queued_bytes += bytes;
@@ -124,21 +117,25 @@ impl DiskBuffer {
         idle_retry: Duration,
     ) -> std::io::Result<Arc<DiskBuffer>> {
         let output = output.into();
-        let (log, recovery, records) = Log::open(&dir.join("log"), LogOptions::default())?;
-        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
-            tracing::warn!(output = %output, ?recovery, "recovered the disk buffer");
-        }
         let cursor = match std::fs::read_to_string(cursor_path(dir)) {
             Ok(s) => s.trim().parse().unwrap_or(0),
             Err(_) => 0,
         };
+        // The backlog is queued as the log hands it over: the first records' payloads stay
+        // cached, the others are read back from where they are when their turn comes.
         let mut st = State::default();
-        for r in records.into_iter().filter(|r| r.seq > cursor) {
+        let (log, recovery) = Log::open(&dir.join("log"), LogOptions::default(), |r, at| {
+            if r.seq <= cursor {
+                return;
+            }
             let Some(points) = record::points(&r.payload) else {
                 tracing::error!(output = %output, seq = r.seq, "skipping an undecodable buffer record");
-                continue;
+                return;
             };
-            st.push_record(r.seq, None, points, Arc::new(r.payload.into()));
+            st.push_record(r.seq, at, points, Arc::new(r.payload.into()));
+        })?;
+        if recovery.corrupt > 0 || recovery.truncated_bytes > 0 || recovery.gaps > 0 {
+            tracing::warn!(output = %output, ?recovery, "recovered the disk buffer");
         }
         if st.queued > 0 {
             tracing::info!(output = %output, points = st.queued, "resuming a disk buffer backlog");
@@ -294,16 +291,16 @@ impl DiskBuffer {
         let want = max.max(LOAD_POINTS);
         let mut loaded: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut points = 0;
-        // Where `from` is, when its append said so; else where the last read stopped, if that
-        // was `from`. (Without either, the read starts at the segment's beginning and reads
-        // every record before `from`: under a relay backlog a quarter of the reads, each up to
-        // a segment of 64 MiB, were such misses, a fifth of the listener threads' CPU.)
+        // Where `from` is, as its append or the recovery said; else where the last read stopped,
+        // if that was `from`. (Without either, the read starts at the segment's beginning and
+        // reads every record before `from`: under a relay backlog a quarter of the reads, each
+        // up to a segment of 64 MiB, were such misses, a fifth of the listener threads' CPU.)
         let hint = {
             let st = self.lock();
             st.records
                 .binary_search_by_key(&from, |r| r.seq)
                 .ok()
-                .and_then(|i| st.records[i].at)
+                .map(|i| st.records[i].at)
                 .or_else(|| {
                     st.read_pos
                         .filter(|(next, _)| *next == from)
@@ -462,7 +459,7 @@ impl DiskReservation {
                 st.reserved -= reserved;
             }
             // Queued also when the committing task is gone: the record is durable.
-            st.push_record(seq, Some(at), points, payload);
+            st.push_record(seq, at, points, payload);
             drop(st);
             arrived.notify_one();
         };
@@ -597,6 +594,24 @@ mod tests {
     async fn a_record_not_cached_is_read_from_where_it_was_appended() {
         let dir = tempfile::tempdir().unwrap();
         let (b, per, n) = past_the_cache(dir.path(), 3).await;
+        read_past_damage(dir.path(), b, per, n).await;
+    }
+
+    /// The same after a restart: a backlog found at open is read from where recovery found each
+    /// record.
+    #[tokio::test]
+    async fn a_record_not_cached_is_read_from_where_recovery_found_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, per, n) = past_the_cache(dir.path(), 3).await;
+        drop(b);
+        let b = DiskBuffer::open("o", dir.path(), 100_000_000, 0, Duration::from_secs(1)).unwrap();
+        assert_eq!(b.len(), n * per, "the whole backlog, queued again");
+        read_past_damage(dir.path(), b, per, n).await;
+    }
+
+    /// Consumes the cached records of `b`, damages the first record of its log, and reads the
+    /// next one.
+    async fn read_past_damage(dir: &Path, b: Arc<DiskBuffer>, per: usize, n: usize) {
         let cached = b
             .lock()
             .records
@@ -609,7 +624,7 @@ mod tests {
             b.consume(records[0].0).await.unwrap();
         }
         // Damage the segment's first record, written and consumed.
-        let segments = wal::segments(&dir.path().join("log")).unwrap();
+        let segments = wal::segments(&dir.join("log")).unwrap();
         assert_eq!(segments.len(), 1);
         let mut bytes = std::fs::read(&segments[0].1).unwrap();
         bytes[100] ^= 0xff;

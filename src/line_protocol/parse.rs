@@ -1043,7 +1043,8 @@ fn short_decimal(b: &[u8]) -> Option<f64> {
     if digits == 0 || digits > 15 {
         return None;
     }
-    let v = mantissa as f64 / POW10[scale];
+    // Below 10^15, so through i64: one conversion instruction, where u64 takes six.
+    let v = mantissa as i64 as f64 / POW10[scale];
     Some(if negative { -v } else { v })
 }
 

@@ -14,7 +14,14 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn open(dir: &Path) -> (Log, Recovery, Vec<Record>) {
-    Log::open(dir, LogOptions { segment_bytes: 200 }).unwrap()
+    open_with(dir, LogOptions { segment_bytes: 200 })
+}
+
+/// Opens the log, collecting the records recovery hands over.
+fn open_with(dir: &Path, options: LogOptions) -> (Log, Recovery, Vec<Record>) {
+    let mut records = Vec::new();
+    let (log, recovery) = Log::open(dir, options, |r, _| records.push(r)).unwrap();
+    (log, recovery, records)
 }
 
 fn payloads(records: &[Record]) -> Vec<String> {
@@ -61,7 +68,7 @@ fn appends_survive_reopen_in_order() {
 #[test]
 fn concurrent_appends_share_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (log, _, _) = open_with(dir.path(), LogOptions::default());
     let log = Arc::new(log);
     // Enough appends that a group holds more records than one vectored write takes.
     let n = 3000;
@@ -93,7 +100,7 @@ fn concurrent_appends_share_fsyncs() {
     );
     drop(log);
     // Every append is in the log under the sequence number it was given.
-    let (_, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (_, rec, records) = open_with(dir.path(), LogOptions::default());
     assert_eq!(rec.records, n as u64);
     let by_seq: std::collections::HashMap<u64, String> = records
         .into_iter()
@@ -156,6 +163,9 @@ fn append_then_calls_back_in_order_with_where_each_record_starts() {
         .map(|(f, _)| f)
         .collect();
     assert!(segments.len() > 1, "rotated");
+    let mut appended: Vec<(u64, Position)> =
+        placed.iter().map(|(seq, pos, _)| (*seq, *pos)).collect();
+    appended.sort_unstable();
     for (seq, (segment, offset), text) in placed {
         assert!(
             segments.contains(&segment),
@@ -177,12 +187,21 @@ fn append_then_calls_back_in_order_with_where_each_record_starts() {
         .unwrap();
         assert_eq!(first, Some(seq));
     }
+    // Recovery hands each record over with the same place.
+    drop(log);
+    let mut recovered = Vec::new();
+    let (_log, recovery) = Log::open(dir.path(), LogOptions { segment_bytes: 200 }, |r, at| {
+        recovered.push((r.seq, at));
+    })
+    .unwrap();
+    assert_eq!(recovery.records, 200);
+    assert_eq!(recovered, appended);
 }
 
 #[test]
 fn torn_tail_is_truncated_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (log, _, _) = open_with(dir.path(), LogOptions::default());
     append_all(&log, &["one", "two", "three"]);
     drop(log);
     let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
@@ -193,19 +212,19 @@ fn torn_tail_is_truncated_and_appends_continue() {
         .unwrap()
         .set_len(len - 3)
         .unwrap();
-    let (log, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (log, rec, records) = open_with(dir.path(), LogOptions::default());
     assert_eq!(payloads(&records), ["one", "two"]);
     assert_eq!(rec.truncated_bytes, (HEADER + 5 - 3) as u64);
     append_all(&log, &["four"]);
     drop(log);
-    let (_, _, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (_, _, records) = open_with(dir.path(), LogOptions::default());
     assert_eq!(payloads(&records), ["one", "two", "four"]);
 }
 
 #[test]
 fn flipped_bit_skips_one_record_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (log, _, _) = open_with(dir.path(), LogOptions::default());
     append_all(&log, &["alpha", "bravo", "charlie"]);
     drop(log);
     let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
@@ -213,7 +232,7 @@ fn flipped_bit_skips_one_record_and_counts_it() {
     let second_payload = HEADER + 5 + HEADER + 2;
     bytes[second_payload] ^= 0x10;
     fs::write(&path, bytes).unwrap();
-    let (_, rec, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let (_, rec, records) = open_with(dir.path(), LogOptions::default());
     assert_eq!(payloads(&records), ["alpha", "charlie"]);
     assert_eq!(rec.corrupt, 1);
     assert_eq!(rec.truncated_bytes, 0);
@@ -314,7 +333,7 @@ fn full_disk_refuses_then_recovers() {
     let dir = mnt.path().join("wal");
     let filler = mnt.path().join("filler");
     fs::write(&filler, vec![0u8; 96 * 1024]).unwrap();
-    let (log, _, _) = Log::open(&dir, LogOptions::default()).unwrap();
+    let (log, _, _) = open_with(&dir, LogOptions::default());
     let rt = rt();
     let record = vec![b'x'; 16 * 1024];
     let mut acked = 0;
@@ -349,7 +368,7 @@ fn full_disk_refuses_then_recovers() {
     rt.block_on(log.append(Pooled::from(b"after".to_vec())))
         .unwrap();
     drop(log);
-    let (_, _, records) = Log::open(&dir, LogOptions::default()).unwrap();
+    let (_, _, records) = open_with(&dir, LogOptions::default());
     assert_eq!(
         records.len(),
         acked + 1,
@@ -364,7 +383,7 @@ proptest! {
     #[test]
     fn any_cut_recovers_a_prefix(n in 1usize..20, cut_frac in 0.0f64..1.0) {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let (log, _, _) = open_with(dir.path(), LogOptions::default());
         let items: Vec<String> = (0..n).map(|i| "p".repeat(i + 1)).collect();
         let refs: Vec<&str> = items.iter().map(String::as_str).collect();
         append_all(&log, &refs);
@@ -373,7 +392,7 @@ proptest! {
         let len = fs::metadata(&path).unwrap().len();
         let cut = (len as f64 * cut_frac) as u64;
         OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
-        let (_, _, records) = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let (_, _, records) = open_with(dir.path(), LogOptions::default());
         let got = payloads(&records);
         prop_assert!(got.len() <= n);
         prop_assert_eq!(&got[..], &items[..got.len()]);
