@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 BATCH=${1:-5000}
 CONNS=${2:-4}
 DURATION=${3:-10s}
-PAIRS=${4:-3}
+PAIRS=${4:-5}
 
 cargo build --release --quiet --bin heliograph --bin loadgen
 BIN=target/release
