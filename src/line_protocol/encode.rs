@@ -125,8 +125,19 @@ fn encode_parts<'a>(
     out: &mut String,
 ) -> bool {
     let rewind = out.len();
+    // A name cannot end in a backslash in line protocol (it would escape the delimiter after
+    // it, and parsers refuse it): trailing backslashes are dropped, and a tag or field left
+    // with an empty name is not written, as Telegraf does.
+    let name = name.trim_end_matches('\\');
+    if name.is_empty() {
+        return false;
+    }
     escape(name, false, out);
     for (key, value) in tags {
+        let (key, value) = (key.trim_end_matches('\\'), value.trim_end_matches('\\'));
+        if key.is_empty() || value.is_empty() {
+            continue;
+        }
         out.push(',');
         escape(key, true, out);
         out.push('=');
@@ -138,6 +149,10 @@ fn encode_parts<'a>(
             if !v.is_finite() {
                 continue;
             }
+        }
+        let key = key.trim_end_matches('\\');
+        if key.is_empty() {
+            continue;
         }
         out.push(sep);
         sep = ',';
@@ -237,6 +252,89 @@ pub fn encoded_point_end(text: &[u8]) -> usize {
         }
     }
     lf(i)
+}
+
+/// `text` (line protocol this encoder wrote) with its names as InfluxDB 1.x and 2.x read them,
+/// or `None` when it has no backslash in a name (nothing to change). Those servers take a
+/// backslash in a name as an escape only before a space, a comma or `=`, and keep any other as
+/// it is; this encoder writes a name's backslash as `\\` (one backslash to [`super::Parser`],
+/// two to them). So each `\\` in a name becomes `\`; string field values read the same in
+/// both and are copied. (The encoder never writes a name ending in a backslash, the one case
+/// without a 1.x spelling; one found anyway loses that backslash.)
+pub fn with_v1_names(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    memchr::memchr(b'\\', b)?;
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut changed = false;
+    // A name from `i` to the first byte in `stops` outside an escape, its `\\` pairs made one
+    // (but in a measurement before `=`, which 1.x unescapes there: `\\=` is read as `\=`).
+    let name = |i: &mut usize, out: &mut Vec<u8>, changed: &mut bool, stops: &[u8]| {
+        let measurement = !stops.contains(&b'=');
+        while *i < b.len() && !stops.contains(&b[*i]) {
+            if b[*i] == b'\\' && *i + 1 < b.len() {
+                if b[*i + 1] == b'\\' {
+                    let next = b.get(*i + 2);
+                    if measurement && next == Some(&b'=') {
+                        out.extend_from_slice(b"\\\\");
+                    } else if next.is_some_and(|c| !stops.contains(c)) {
+                        out.push(b'\\');
+                        *changed = true;
+                    } else {
+                        *changed = true; // a trailing backslash: none can be written
+                    }
+                } else {
+                    out.extend_from_slice(&b[*i..*i + 2]);
+                }
+                *i += 2;
+            } else {
+                out.push(b[*i]);
+                *i += 1;
+            }
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        // Measurement and tags, to the first unescaped space.
+        name(&mut i, &mut out, &mut changed, b" ,\n");
+        while i < b.len() && matches!(b[i], b',' | b'=') {
+            out.push(b[i]);
+            i += 1;
+            name(&mut i, &mut out, &mut changed, b" ,=\n");
+        }
+        // Fields: `key=value` separated by commas.
+        while i < b.len() && matches!(b[i], b' ' | b',') {
+            out.push(b[i]);
+            i += 1;
+            name(&mut i, &mut out, &mut changed, b" ,=\n");
+            if b.get(i) != Some(&b'=') {
+                break;
+            }
+            out.push(b'=');
+            i += 1;
+            let start = i;
+            if b.get(i) == Some(&b'"') {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(b.len());
+            } else {
+                while i < b.len() && !matches!(b[i], b',' | b' ' | b'\n') {
+                    i += 1;
+                }
+            }
+            out.extend_from_slice(&b[start..i]);
+            if b.get(i) == Some(&b' ') {
+                break;
+            }
+        }
+        // The timestamp, to the end of the line.
+        let end = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n + 1);
+        out.extend_from_slice(&b[i..end]);
+        i = end;
+    }
+    // Only ASCII bytes were dropped, never part of a longer character.
+    changed.then(|| String::from_utf8(out).expect("valid UTF-8 in, ASCII dropped"))
 }
 
 /// Each point of `text` (line protocol this encoder wrote), as `start..end` without its LF, as
@@ -340,5 +438,47 @@ mod tests {
                 assert_eq!(out.len(), format!("{v}").len(), "{out} is as short as {v}");
             }
         }
+    }
+
+    /// Names reach InfluxDB 1.x as they were written to it: a `\\` pair in a name becomes one
+    /// backslash; escapes, string values and the rest are copied.
+    #[test]
+    fn names_are_spelled_for_influxdb_1x() {
+        let v1 = |t: &str| super::with_v1_names(t);
+        assert_eq!(v1("cpu,host=a v=1 1\n"), None);
+        assert_eq!(v1("cpu,host=a\\ b v=1,s=\"x\\\\y\" 1\n"), None);
+        assert_eq!(
+            v1("win,path=C:\\\\Windows\\\\System32,sp=x\\ y v=1,s=\"a\\\\b\" 1\nm\\\\n,k\\\\=v f\\\\k=2i\n")
+                .as_deref(),
+            Some("win,path=C:\\Windows\\System32,sp=x\\ y v=1,s=\"a\\\\b\" 1\nm\\n,k=v f\\k=2i\n")
+        );
+        // A literal backslash before an escaped delimiter; `\=` in a measurement, which 1.x
+        // unescapes there.
+        assert_eq!(
+            v1("m,t=a\\\\\\,b v=1\nx\\\\=y v=1\n").as_deref(),
+            Some("m,t=a\\\\,b v=1\nx\\\\=y v=1\n")
+        );
+        // A trailing backslash has no 1.x spelling.
+        assert_eq!(v1("m,t=a\\\\ v=1\n").as_deref(), Some("m,t=a v=1\n"));
+    }
+
+    /// A name ending in a backslash is written without it (the parser refuses such names); a
+    /// tag or field left without a name is not written.
+    #[test]
+    fn trailing_backslashes_are_dropped_from_names() {
+        use crate::line_protocol::Parser;
+        use crate::metric::{FieldValue, Metric};
+        let mut m = Metric::new("disk\\", 1);
+        m.add_tag("path", "C:\\");
+        m.add_tag("only", "\\");
+        m.add_field("v\\", FieldValue::Int(1));
+        m.add_field("\\", FieldValue::Int(2));
+        let mut out = String::new();
+        assert!(super::encode(&m, &mut out));
+        assert_eq!(out, "disk,path=C: v=1i 1\n");
+        assert!(Parser::new(&out).all(|r| r.is_ok()));
+        let mut bare = Metric::new("\\", 1);
+        bare.add_field("v", FieldValue::Int(1));
+        assert!(!super::encode(&bare, &mut out));
     }
 }

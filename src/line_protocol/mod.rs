@@ -16,7 +16,9 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use encode::{encode, encode_all, encode_line, encoded_point_end, encoded_points};
+pub use encode::{
+    encode, encode_all, encode_line, encoded_point_end, encoded_points, with_v1_names,
+};
 pub(crate) use parse::parse_timestamp;
 pub use parse::{
     Line, ParseError, ParseErrorKind, Parser, Value, Verbatim, MAX_NAME_LEN, MAX_STRING_LEN,

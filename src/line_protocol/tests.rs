@@ -580,7 +580,9 @@ proptest::proptest! {
             }
             m.add_field("s", FieldValue::Str(string.clone()));
             let mut line = String::new();
-            crate::line_protocol::encode(&m, &mut line);
+            if !crate::line_protocol::encode(&m, &mut line) {
+                continue; // a measurement of backslashes only: not written
+            }
             lines.push(line.trim_end_matches('\n').to_owned());
             text.push_str(&line);
         }

@@ -560,3 +560,39 @@ fn once_delivers_before_exit_with_batches_in_flight() {
     run_ok(&["--config", config.to_str().unwrap(), "--once"], &[], None);
     assert_eq!(influx.count("telegraf", "mem", "total"), 1);
 }
+
+/// Names with backslashes (Windows paths, as Telegraf writes them) arrive upstream as they do
+/// when written to InfluxDB directly: the relay spells them as 1.x reads them.
+#[test]
+fn backslashes_in_names_arrive_as_written_directly() {
+    let influx = Influxd::start(0);
+    influx.query("CREATE DATABASE direct", "");
+    let agent = TestAgent::start(&relay_config(&[influx.url("")], "", ""));
+    let s = now_ns() / 1_000_000_000;
+    let body = format!(
+        "win\\ disk,instance=C:\\Windows\\System32,share=x\\y\\,z,sp=a\\ b free=1i,s=\"q\\\\r\" {s}\n"
+    );
+    let direct = post(
+        &influx.url("/write?db=direct&precision=s"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(direct.status, 204);
+    let relayed = post(
+        &agent.url("/write?db=relay&precision=s"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(relayed.status, 204);
+    assert!(eventually(Duration::from_secs(15), || influx
+        .count("relay", "win disk", "free")
+        == 1));
+    let rows = |db: &str| influx.query("SELECT * FROM \"win disk\"", db)["results"][0].clone();
+    let want = rows("direct");
+    assert_eq!(
+        want["series"][0]["values"][0][2].as_str(),
+        Some("C:\\Windows\\System32"),
+        "{want}"
+    );
+    assert_eq!(rows("relay"), want);
+}

@@ -561,7 +561,8 @@ pub(crate) use relay_output_methods;
 
 /// The request body for `runs`: the one run's text where it lies in its shared record (no
 /// copy: the record stays alive until the request is done), otherwise their texts in one
-/// buffer made at its size.
+/// buffer made at its size; names with a backslash spelled as InfluxDB 1.x and 2.x read them
+/// ([`line_protocol::with_v1_names`]).
 fn body(runs: &[&Run<'_>]) -> Bytes {
     if let [Run {
         source: Some(record),
@@ -569,13 +570,16 @@ fn body(runs: &[&Run<'_>]) -> Bytes {
         ..
     }] = runs
     {
-        return Bytes::from_owner(SharedRecord(Arc::clone(record))).slice_ref(lp.as_bytes());
+        return match line_protocol::with_v1_names(lp) {
+            Some(text) => Bytes::from(text),
+            None => Bytes::from_owner(SharedRecord(Arc::clone(record))).slice_ref(lp.as_bytes()),
+        };
     }
     let mut text = String::with_capacity(runs.iter().map(|r| r.lp.len()).sum());
     for r in runs {
         text.push_str(r.lp);
     }
-    Bytes::from(text)
+    Bytes::from(line_protocol::with_v1_names(&text).unwrap_or(text))
 }
 
 /// A disk buffer record as the owner of request bodies sliced from it.
