@@ -204,35 +204,51 @@ pub fn encode_all<'m>(metrics: impl IntoIterator<Item = &'m Metric>, out: &mut S
 
 /// Where the point this encoder wrote that starts at `text[0]` ends: the offset of the LF that
 /// ends it, or `text.len()`. A string field value may hold LFs (line protocol has no escape
-/// for them), so a point is not simply a line: names are skipped to their unescaped delimiters
-/// (a `"` in a name is an ordinary character, as [`escape`] leaves it), string values to their
-/// closing quote. The parser cannot stand in: it refuses some names this encoder writes (a tag
-/// value that is one backslash, written `\\`, ends in a backslash once unescaped). A point
-/// without a `"` before its first LF ends there, which is found without the grammar.
+/// for them), so a point is not simply a line: it is walked by its grammar ([`walk_point`]).
+/// The parser is not needed for that, and does more. A point without a `"` before its first
+/// LF ends there, which is found without the grammar.
 pub fn encoded_point_end(text: &[u8]) -> usize {
-    let lf = |from: usize| {
-        memchr::memchr(b'\n', &text[from.min(text.len())..]).map_or(text.len(), |i| from + i)
-    };
-    let first = lf(0);
+    let first = memchr::memchr(b'\n', text).unwrap_or(text.len());
     if memchr::memchr(b'"', &text[..first]).is_none() {
         return first;
     }
-    // Measurement and tags: to the first unescaped space.
-    let mut i = 0;
-    while i < text.len() && text[i] != b' ' {
-        if text[i] == b'\n' {
-            return i;
-        }
-        i += if text[i] == b'\\' { 2 } else { 1 };
-    }
-    i += 1;
-    // Fields: `key=value` separated by commas, up to the space before the timestamp.
-    while i < text.len() {
-        while i < text.len() && text[i] != b'=' {
-            if matches!(text[i], b'\n' | b' ') {
-                return lf(i);
-            }
+    walk_point(text, |_, _, _| {})
+}
+
+/// Walks the point this encoder wrote that starts at `text[0]`, calling `name(start, end,
+/// is_measurement)` for each of its names in order (measurement, tag keys and values, field
+/// keys), and returns where it ends: the offset of its LF, or `text.len()`. Names run to their
+/// first delimiter outside a `\x` pair (a `"` in a name is an ordinary character, as
+/// [`escape`] leaves it; so is `=` in a measurement), string values to their closing quote.
+fn walk_point(text: &[u8], mut name: impl FnMut(usize, usize, bool)) -> usize {
+    let lf = |from: usize| {
+        memchr::memchr(b'\n', &text[from.min(text.len())..]).map_or(text.len(), |i| from + i)
+    };
+    // From `i` to the first byte of `stops` outside a `\x` pair.
+    let skip = |mut i: usize, stops: &[u8]| {
+        while i < text.len() && !stops.contains(&text[i]) {
             i += if text[i] == b'\\' { 2 } else { 1 };
+        }
+        i.min(text.len())
+    };
+    let mut i = skip(0, b" ,\n");
+    name(0, i, true);
+    while matches!(text.get(i), Some(b',' | b'=')) {
+        let start = i + 1;
+        i = skip(start, b" ,=\n");
+        name(start, i, false);
+    }
+    if text.get(i) != Some(&b' ') {
+        return lf(i);
+    }
+    // Fields: `key=value` separated by commas, up to the space before the timestamp.
+    i += 1;
+    loop {
+        let start = i;
+        i = skip(start, b" ,=\n");
+        name(start, i, false);
+        if text.get(i) != Some(&b'=') {
+            return lf(i);
         }
         i += 1;
         if text.get(i) == Some(&b'"') {
@@ -248,10 +264,9 @@ pub fn encoded_point_end(text: &[u8]) -> usize {
         }
         match text.get(i) {
             Some(b',') => i += 1,
-            _ => break,
+            _ => return lf(i),
         }
     }
-    lf(i)
 }
 
 /// `text` (line protocol this encoder wrote) with its names as InfluxDB 1.x and 2.x read them,
@@ -266,75 +281,53 @@ pub fn with_v1_names(text: &str) -> Option<String> {
     memchr::memchr(b'\\', b)?;
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut changed = false;
-    // A name from `i` to the first byte in `stops` outside an escape, its `\\` pairs made one
-    // (but in a measurement before `=`, which 1.x unescapes there: `\\=` is read as `\=`).
-    let name = |i: &mut usize, out: &mut Vec<u8>, changed: &mut bool, stops: &[u8]| {
-        let measurement = !stops.contains(&b'=');
-        while *i < b.len() && !stops.contains(&b[*i]) {
-            if b[*i] == b'\\' && *i + 1 < b.len() {
-                if b[*i + 1] == b'\\' {
-                    let next = b.get(*i + 2);
-                    if measurement && next == Some(&b'=') {
-                        out.extend_from_slice(b"\\\\");
-                    } else if next.is_some_and(|c| !stops.contains(c)) {
-                        out.push(b'\\');
-                        *changed = true;
-                    } else {
-                        *changed = true; // a trailing backslash: none can be written
-                    }
-                } else {
-                    out.extend_from_slice(&b[*i..*i + 2]);
-                }
-                *i += 2;
-            } else {
-                out.push(b[*i]);
-                *i += 1;
-            }
-        }
-    };
-    let mut i = 0;
-    while i < b.len() {
-        // Measurement and tags, to the first unescaped space.
-        name(&mut i, &mut out, &mut changed, b" ,\n");
-        while i < b.len() && matches!(b[i], b',' | b'=') {
-            out.push(b[i]);
-            i += 1;
-            name(&mut i, &mut out, &mut changed, b" ,=\n");
-        }
-        // Fields: `key=value` separated by commas.
-        while i < b.len() && matches!(b[i], b' ' | b',') {
-            out.push(b[i]);
-            i += 1;
-            name(&mut i, &mut out, &mut changed, b" ,=\n");
-            if b.get(i) != Some(&b'=') {
-                break;
-            }
-            out.push(b'=');
-            i += 1;
-            let start = i;
-            if b.get(i) == Some(&b'"') {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i = (i + 1).min(b.len());
-            } else {
-                while i < b.len() && !matches!(b[i], b',' | b' ' | b'\n') {
-                    i += 1;
-                }
-            }
-            out.extend_from_slice(&b[start..i]);
-            if b.get(i) == Some(&b' ') {
-                break;
-            }
-        }
-        // The timestamp, to the end of the line.
-        let end = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n + 1);
-        out.extend_from_slice(&b[i..end]);
-        i = end;
+    let mut at = 0;
+    while at < b.len() {
+        let point = &b[at..];
+        let mut copied = 0;
+        let end = walk_point(point, |start, end, measurement| {
+            out.extend_from_slice(&point[copied..start]);
+            changed |= v1_name(&point[start..end], measurement, &mut out);
+            copied = end;
+        });
+        let next = (end + 1).min(point.len());
+        out.extend_from_slice(&point[copied..next]);
+        at += next;
     }
     // Only ASCII bytes were dropped, never part of a longer character.
     changed.then(|| String::from_utf8(out).expect("valid UTF-8 in, ASCII dropped"))
+}
+
+/// Appends one name as [`with_v1_names`] spells it: each `\\` pair as one backslash, but in a
+/// measurement before `=` (which 1.x unescapes there: `\\=` is read as `\=`), and none for
+/// a trailing one (it cannot be written). Returns whether the name changed.
+fn v1_name(name: &[u8], measurement: bool, out: &mut Vec<u8>) -> bool {
+    let mut changed = false;
+    let mut rest = name;
+    while let [c, tail @ ..] = rest {
+        rest = match (c, tail) {
+            (b'\\', [b'\\', after @ ..]) => {
+                match after.first() {
+                    Some(b'=') if measurement => out.extend_from_slice(b"\\\\"),
+                    Some(_) => {
+                        out.push(b'\\');
+                        changed = true;
+                    }
+                    None => changed = true, // a trailing backslash: none can be written
+                }
+                after
+            }
+            (b'\\', [x, after @ ..]) => {
+                out.extend_from_slice(&[b'\\', *x]);
+                after
+            }
+            _ => {
+                out.push(*c);
+                tail
+            }
+        };
+    }
+    changed
 }
 
 /// Each point of `text` (line protocol this encoder wrote), as `start..end` without its LF, as
