@@ -119,23 +119,40 @@ enum Field<'a> {
 
 fn encode_parts<'a>(
     name: &str,
-    tags: impl Iterator<Item = (&'a str, &'a str)>,
-    fields: impl Iterator<Item = (&'a str, Field<'a>)>,
+    tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    fields: impl Iterator<Item = (&'a str, Field<'a>)> + Clone,
     time: i64,
     out: &mut String,
 ) -> bool {
     let rewind = out.len();
     // A name cannot end in a backslash in line protocol (it would escape the delimiter after
     // it, and parsers refuse it): trailing backslashes are dropped, and a tag or field left
-    // with an empty name is not written, as Telegraf does.
+    // with an empty name is not written, as Telegraf does. Nor is one whose shortened key is
+    // then `time` or another tag's or field's (the parser refuses such lines).
+    let keys = tags
+        .clone()
+        .map(|(k, _)| k)
+        .chain(fields.clone().map(|(k, _)| k));
+    // A key as written, or `None` when it cannot be.
+    let writable = |key: &'a str| -> Option<&'a str> {
+        let short = key.trim_end_matches('\\');
+        let clash = short.len() < key.len()
+            && (short == "time"
+                || keys
+                    .clone()
+                    .any(|k| k != key && k.trim_end_matches('\\') == short));
+        (!short.is_empty() && !clash).then_some(short)
+    };
     let name = name.trim_end_matches('\\');
     if name.is_empty() {
         return false;
     }
     escape(name, false, out);
     for (key, value) in tags {
-        let (key, value) = (key.trim_end_matches('\\'), value.trim_end_matches('\\'));
-        if key.is_empty() || value.is_empty() {
+        let (Some(key), value) = (writable(key), value.trim_end_matches('\\')) else {
+            continue;
+        };
+        if value.is_empty() {
             continue;
         }
         out.push(',');
@@ -150,10 +167,9 @@ fn encode_parts<'a>(
                 continue;
             }
         }
-        let key = key.trim_end_matches('\\');
-        if key.is_empty() {
+        let Some(key) = writable(key) else {
             continue;
-        }
+        };
         out.push(sep);
         sep = ',';
         escape(key, true, out);
@@ -469,6 +485,18 @@ mod tests {
         let mut out = String::new();
         assert!(super::encode(&m, &mut out));
         assert_eq!(out, "disk,path=C: v=1i 1\n");
+        assert!(Parser::new(&out).all(|r| r.is_ok()));
+        // Nor one whose shortened key is another's, or `time`.
+        let mut m = Metric::new("m", 1);
+        for tag in ["a", "a\\", "b\\", "time\\"] {
+            m.add_tag(tag, "x");
+        }
+        m.add_field("a\\", FieldValue::Int(1));
+        m.add_field("b", FieldValue::Int(2));
+        m.add_field("c\\", FieldValue::Int(3));
+        out.clear();
+        assert!(super::encode(&m, &mut out));
+        assert_eq!(out, "m,a=x b=2i,c=3i 1\n");
         assert!(Parser::new(&out).all(|r| r.is_ok()));
         let mut bare = Metric::new("\\", 1);
         bare.add_field("v", FieldValue::Int(1));
