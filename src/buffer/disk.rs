@@ -521,6 +521,34 @@ mod tests {
         assert!(b.is_empty());
     }
 
+    /// A record intact in the log but not a buffer record is skipped at open; the records
+    /// around it are queued and read back.
+    #[tokio::test]
+    async fn an_undecodable_record_is_skipped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || DiskBuffer::open("o", dir.path(), 100, 0, Duration::from_secs(1)).unwrap();
+        let b = open();
+        b.reserve(3).unwrap().commit(chunk(3, 0)).await.unwrap();
+        drop(b);
+        let (log, _) =
+            Log::open(&dir.path().join("log"), LogOptions::default(), |_, _| {}).unwrap();
+        log.append(crate::pool::Pooled::from(vec![0xff; 7]))
+            .await
+            .unwrap();
+        drop(log);
+        let b = open();
+        assert_eq!(b.len(), 3);
+        b.reserve(2).unwrap().commit(chunk(2, 10)).await.unwrap();
+        drop(b);
+        let b = open();
+        assert_eq!(b.len(), 5);
+        let batch = b.peek(10).await.unwrap();
+        assert_eq!(
+            batch.iter().map(|m| m.time).collect::<Vec<_>>(),
+            [0, 1, 2, 10, 11]
+        );
+    }
+
     #[tokio::test]
     async fn capacity_and_bytes_bound_admission() {
         let dir = tempfile::tempdir().unwrap();
