@@ -11,6 +11,7 @@
 //! - [`buffer`]: per-output buffers with all-or-nothing admission.
 //! - [`buckets`]: the local bucket store (durable log, partitions, export).
 //! - [`wal`]: the durable log with group commit.
+//! - [`durable`]: creating files and directories that survive a power cut; the `data_dir` lock.
 //! - [`http`]: the server plumbing and capped body reading.
 //! - [`pool`]: large buffers reused across writes.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
@@ -22,6 +23,7 @@ pub mod buckets;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod filter;
 pub mod host;
 pub mod http;

@@ -484,6 +484,10 @@ pub struct Running {
     outputs_abort: CancellationToken,
     outputs: TaskTracker,
     sockets: crate::http::Sockets,
+    /// `[agent] data_dir`, which a reload may not change.
+    data_dir: std::path::PathBuf,
+    /// Held while the agent keeps any state in `data_dir` (local buckets, disk buffers).
+    data_dir_lock: Option<Arc<crate::durable::DataDirLock>>,
 }
 
 /// What a running agent hands to the one a reload starts: listening sockets, output buffers and
@@ -494,6 +498,7 @@ pub struct Carry {
     pub sockets: crate::http::Sockets,
     buffers: Vec<(String, OutputBuffer)>,
     store: Option<Arc<BucketStore>>,
+    data_dir_lock: Option<Arc<crate::durable::DataDirLock>>,
 }
 
 impl Carry {
@@ -587,6 +592,30 @@ pub async fn start_with(config: Config, carry: &Carry) -> Result<Running, StartE
             source: None,
         });
     }
+    // Any state kept in data_dir (local buckets, a disk buffer) is kept under its lock: a
+    // second agent on the same directory would append to the same spools and cursors, and
+    // one agent's acknowledged points would be taken as delivered by the other.
+    let keeps_state = outputs.iter().any(|o| match o.plugin {
+        BuiltOutput::Store(_) => true,
+        BuiltOutput::Batch(_) => o.common.buffer == BufferMode::Disk,
+    });
+    let data_dir_lock = match &carry.data_dir_lock {
+        Some(lock) => Some(Arc::clone(lock)),
+        None if keeps_state => {
+            let dir = agent.data_dir.clone();
+            let locked = tokio::task::spawn_blocking(move || crate::durable::lock_data_dir(&dir))
+                .await
+                .map_err(|e| StartError {
+                    message: format!("locking data_dir: {e}"),
+                    source: None,
+                })?;
+            Some(Arc::new(locked.map_err(|e| StartError {
+                message: crate::error_chain(&e),
+                source: None,
+            })?))
+        }
+        None => None,
+    };
     let agent_tags = agent_tags(&agent, &global_tags);
     let has_processors = !processors.is_empty();
     let mut output_tasks = Vec::new();
@@ -605,12 +634,14 @@ pub async fn start_with(config: Config, carry: &Carry) -> Result<Running, StartE
             }
             BuiltOutput::Store(options) => {
                 let options = options(&agent.data_dir);
-                let opened = tokio::task::spawn_blocking(move || BucketStore::open(options))
-                    .await
-                    .map_err(|e| StartError {
-                        message: format!("{id}: {e}"),
-                        source: None,
-                    })?;
+                let lock = Arc::clone(data_dir_lock.as_ref().expect("taken above for a store"));
+                let opened =
+                    tokio::task::spawn_blocking(move || BucketStore::open_locked(options, lock))
+                        .await
+                        .map_err(|e| StartError {
+                            message: format!("{id}: {e}"),
+                            source: None,
+                        })?;
                 let opened = opened.map_err(|e| StartError {
                     message: format!("{id}: {}", crate::error_chain(&e)),
                     source: None,
@@ -704,6 +735,8 @@ pub async fn start_with(config: Config, carry: &Carry) -> Result<Running, StartE
         outputs_abort: CancellationToken::new(),
         outputs: TaskTracker::new(),
         sockets: carry.sockets.clone(),
+        data_dir: agent.data_dir.clone(),
+        data_dir_lock,
     };
     for (slot, output) in output_tasks {
         let stop = running.outputs_stop.clone();
@@ -782,7 +815,13 @@ impl Running {
                 .map(|o| (o.id.clone(), o.buffer.clone()))
                 .collect(),
             store: self.pipeline.store().cloned(),
+            data_dir_lock: self.data_dir_lock.clone(),
         }
+    }
+
+    /// `[agent] data_dir` of this configuration.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// Stops inputs (the listener answers 503 from now on), then flushes every buffer to its

@@ -105,25 +105,7 @@ pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Fsyncs a directory so entries created, renamed or removed in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-///
-/// # Errors
-/// Any I/O error; `path` then still holds its previous contents.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
+use crate::durable::sync_dir;
 
 /// The header of record `seq` holding `payload`.
 fn header(seq: u64, payload: &[u8]) -> [u8; HEADER] {
@@ -435,7 +417,7 @@ impl Log {
         options: LogOptions,
         mut each: impl FnMut(Record, Position),
     ) -> io::Result<(Log, Recovery)> {
-        fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
         let mut stats = Recovery::default();
         let segs = segments(dir)?;
         let mut last_seq: Option<u64> = None;

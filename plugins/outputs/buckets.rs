@@ -10,14 +10,15 @@ use serde::Deserialize;
 
 use super::super::{BuildContext, BuildError, StoreOutput};
 use crate::buckets::StoreOptions;
-use crate::config::{ConfigDuration, ConfigSize};
+use crate::config::{ConfigDuration, ConfigSize, Retention};
 
 /// What users may write under `[[outputs.buckets]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BucketsConfig {
-    /// How long points are kept, by timestamp; whole expired partitions are dropped. Default `"72h"`.
-    pub default_retention: ConfigDuration,
+    /// How long points are kept, by timestamp; whole expired partitions are dropped; `"INF"`
+    /// keeps them forever. Default `"72h"`.
+    pub default_retention: Retention,
     /// The time span of one partition. Default `"1h"`.
     pub partition_duration: ConfigDuration,
     /// How often the log is compacted into partitions. Default `"10s"`.
@@ -33,7 +34,7 @@ pub struct BucketsConfig {
 impl Default for BucketsConfig {
     fn default() -> Self {
         BucketsConfig {
-            default_retention: ConfigDuration::secs(72 * 3600),
+            default_retention: Retention(Some(Duration::from_secs(72 * 3600))),
             partition_duration: ConfigDuration::secs(3600),
             compaction_interval: ConfigDuration::secs(10),
             max_pending: ConfigSize(256 << 20),
@@ -62,7 +63,11 @@ impl StoreOutput for Buckets {
                 "`partition_duration` must be at least 1m; try \"1h\"",
             ));
         }
-        if config.default_retention.0 < config.partition_duration.0 {
+        if config
+            .default_retention
+            .0
+            .is_some_and(|r| r < config.partition_duration.0)
+        {
             return Err(BuildError::new(
                 "`default_retention` must be at least `partition_duration`",
             ));
@@ -83,7 +88,7 @@ impl StoreOutput for Buckets {
     fn options(&self, data_dir: &Path) -> StoreOptions {
         StoreOptions {
             data_dir: data_dir.to_path_buf(),
-            retention: self.config.default_retention.0,
+            retention: self.config.default_retention,
             partition: self.config.partition_duration.0,
             compaction_interval: self.config.compaction_interval.0,
             settle: SETTLE,

@@ -157,7 +157,7 @@ pub(crate) fn recover_chunks(data: &Path, cursor: u64) -> io::Result<()> {
             changed = true;
         }
         if changed {
-            wal::sync_dir(&dir)?;
+            crate::durable::sync_dir(&dir)?;
         }
     }
     Ok(())
@@ -497,9 +497,8 @@ fn write_chunk(
     written: Written,
     fill: impl FnOnce(&mut BlockWriter<BufWriter<File>>) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
-    let created = !dir.exists();
     if written == Written::Run {
-        fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
     }
     let path = dir.join(chunk_name(first, last));
     let tmp = path.with_extension("tmp");
@@ -518,17 +517,7 @@ fn write_chunk(
     let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     fs::rename(&tmp, &path)?;
-    wal::sync_dir(dir)?;
-    if created {
-        // The new partition (and maybe bucket) directories must survive too.
-        let mut d = dir.parent();
-        for _ in 0..3 {
-            if let Some(p) = d {
-                wal::sync_dir(p)?;
-                d = p.parent();
-            }
-        }
-    }
+    crate::durable::sync_dir(dir)?;
     Ok(path)
 }
 
@@ -803,24 +792,23 @@ impl BucketStore {
     /// while an `export` holds the readers lock (it reads the files these steps remove).
     pub(crate) fn maintain(&self) -> io::Result<()> {
         let (_, cursor_path, readers_path) = paths(&self.options.data_dir);
-        let readers = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&readers_path)?;
+        let readers = crate::durable::create_file(
+            &readers_path,
+            OpenOptions::new().truncate(false).write(true),
+        )?;
         if readers.try_lock().is_err() {
             return Ok(());
         }
         let cursor = read_cursor(&cursor_path)?;
         self.log.remove_before(cursor + 1)?;
         let data = self.root.join("data");
-        let horizon = now_ns().saturating_sub(self.options.retention.as_nanos() as i64);
+        let horizon = self.options.retention.horizon(now_ns());
         let span = self.options.partition.as_nanos() as i64;
         for (db, rp, start, dir) in partitions(&data)? {
             if start.saturating_add(span) <= horizon {
                 let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
                 fs::remove_dir_all(&dir)?;
-                wal::sync_dir(dir.parent().unwrap_or(&data))?;
+                crate::durable::sync_dir(dir.parent().unwrap_or(&data))?;
                 self.stats
                     .expired_partitions
                     .fetch_add(1, Ordering::Relaxed);
@@ -892,7 +880,7 @@ fn merge_chunks(dir: &Path, inputs: &[Chunk]) -> io::Result<(u64, u64)> {
     for c in inputs.iter().filter(|c| c.path != merged) {
         fs::remove_file(&c.path)?;
     }
-    wal::sync_dir(dir)?;
+    crate::durable::sync_dir(dir)?;
     Ok((copied, decoded))
 }
 

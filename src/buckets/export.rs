@@ -155,73 +155,39 @@ fn partition_span(root: &Path) -> impl Fn(i64) -> i64 {
 }
 
 /// Parses an RFC 3339 time (`2024-01-02T03:04:05Z`, `...05.123+02:00`) into ns since the epoch.
+/// Times before 1677-09-21 or after 2262-04-11 (what ns in an `i64` holds) are clamped to the
+/// first or last representable nanosecond: every stored point lies between them, so a bound
+/// there (`0001-01-01T00:00:00Z`) includes them all.
 ///
 /// # Errors
-/// A message saying what is wrong.
+/// A message saying what is wrong: not RFC 3339 (jiff's reading), or an offset beyond ±23:59,
+/// which RFC 3339 does not allow (jiff's parser accepts up to ±25:59).
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let err = || format!("invalid RFC 3339 time {s:?}; expected e.g. 2024-01-02T03:04:05Z");
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(err());
-    }
-    let num =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(err);
-    let (y, mo, d, h, mi, sec) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return Err(err());
-    }
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let frac = &s[start..i];
-        if frac.is_empty() || frac.len() > 9 {
-            return Err(err());
-        }
-        nanos = frac.parse::<i64>().map_err(|_| err())? * 10i64.pow(9 - frac.len() as u32);
-    }
-    let offset = match &s[i..] {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6
-            && matches!(tz.as_bytes()[0], b'+' | b'-')
-            && tz.as_bytes()[3] == b':' =>
-        {
-            let oh: i64 = tz[1..3].parse().map_err(|_| err())?;
-            let om: i64 = tz[4..6].parse().map_err(|_| err())?;
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return Err(err()),
+    let err = |why: &dyn std::fmt::Display| {
+        format!("invalid RFC 3339 time {s:?} ({why}); expected e.g. 2024-01-02T03:04:05Z")
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    secs.checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(nanos))
-        .ok_or_else(err)
+    let t: jiff::Timestamp = s.trim().parse().map_err(|e| err(&e))?;
+    // RFC 3339's time-offset is `Z` or `[+-]HH:MM` with HH of 00-23.
+    let b = s.trim().as_bytes();
+    if !b.ends_with(b"Z") && !b.ends_with(b"z") {
+        let hours = b
+            .len()
+            .checked_sub(6)
+            .filter(|&i| matches!(b[i], b'+' | b'-') && b[i + 3] == b':')
+            .and_then(|i| {
+                std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()?
+                    .parse::<u8>()
+                    .ok()
+            });
+        match hours {
+            Some(h) if h <= 23 => {}
+            Some(_) => return Err(err(&"the offset's hours must be 00 to 23")),
+            None => return Err(err(&"it needs an offset: Z or +HH:MM")),
+        }
+    }
+    let ns = t.as_nanosecond();
+    Ok(i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX }))
 }
 
 #[cfg(test)]
@@ -241,5 +207,16 @@ mod tests {
         );
         assert!(parse_rfc3339("yesterday").is_err());
         assert!(parse_rfc3339("2023-13-01T00:00:00Z").is_err());
+        // Outside what ns in an i64 holds: clamped, so the bound still includes every point.
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z").unwrap(), i64::MIN);
+        assert_eq!(parse_rfc3339("9999-01-01T00:00:00Z").unwrap(), i64::MAX);
+        // RFC 3339 offsets are -23:59 to +23:59.
+        assert!(parse_rfc3339("2023-11-14T22:13:20+25:00").is_err());
+        assert!(parse_rfc3339("2023-11-14T22:13:20+24:00").is_err());
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20+23:00").unwrap(),
+            1_699_920_800_000_000_000
+        );
+        assert!(parse_rfc3339("2023-11-14T22:13:20").is_err(), "no offset");
     }
 }

@@ -26,7 +26,7 @@ pub mod export;
 pub mod names;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,9 +34,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::buffer::{record, Refusal};
+pub(crate) use crate::durable::write_atomic;
 use crate::line_protocol;
 use crate::metric::Metric;
-pub(crate) use crate::wal::write_atomic;
 use crate::wal::{self, Log, LogError, LogOptions};
 
 /// Settings of the store (from `[[outputs.buckets]]` and `[agent] data_dir`).
@@ -44,8 +44,8 @@ use crate::wal::{self, Log, LogError, LogOptions};
 pub struct StoreOptions {
     /// Where the store lives: `data_dir/buckets`.
     pub data_dir: PathBuf,
-    /// How long points are kept, by their timestamp.
-    pub retention: Duration,
+    /// How long points are kept, by their timestamp (`INF`: forever).
+    pub retention: crate::config::Retention,
     /// The time span of one partition.
     pub partition: Duration,
     /// How often the compactor runs.
@@ -83,14 +83,9 @@ pub struct StoreStats {
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// Another process holds the data directory.
-    #[error("data_dir {} is in use by another heliograph (the lock {} is held)", .dir.display(), .lock.display())]
-    Locked {
-        /// The data dir.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-    },
+    /// Another process holds the data directory, or it cannot be created.
+    #[error(transparent)]
+    Lock(#[from] crate::durable::LockError),
     /// An I/O error on the store's directories.
     #[error("opening the bucket store in {}", .dir.display())]
     Io {
@@ -140,7 +135,7 @@ pub struct BucketStore {
     root: PathBuf,
     options: StoreOptions,
     log: Log,
-    _lock: File,
+    _lock: Arc<crate::durable::DataDirLock>,
     pending_bytes: AtomicU64,
     catalog: Mutex<Catalog>,
     /// Wakes the compactor early (a full run pending, or stop).
@@ -214,31 +209,30 @@ impl BucketStore {
     /// and starts the compactor thread.
     ///
     /// # Errors
-    /// [`OpenError::Locked`] when another agent holds the data dir; I/O errors on the directories.
+    /// [`OpenError::Lock`] when another agent holds the data dir; I/O errors on the directories.
     /// Never the contents of the log.
     pub fn open(options: StoreOptions) -> Result<Arc<BucketStore>, OpenError> {
+        let lock = Arc::new(crate::durable::lock_data_dir(&options.data_dir)?);
+        Self::open_locked(options, lock)
+    }
+
+    /// As [`BucketStore::open`], under a lock of `options.data_dir` the caller holds (and
+    /// shares with the disk buffers kept there).
+    ///
+    /// # Errors
+    /// As [`BucketStore::open`].
+    pub fn open_locked(
+        options: StoreOptions,
+        lock: Arc<crate::durable::DataDirLock>,
+    ) -> Result<Arc<BucketStore>, OpenError> {
         let data_dir = options.data_dir.clone();
         let io_err = |source| OpenError::Io {
             dir: data_dir.clone(),
             source,
         };
-        fs::create_dir_all(&data_dir).map_err(io_err)?;
-        let lock_path = data_dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err)?;
-        if lock.try_lock().is_err() {
-            return Err(OpenError::Locked {
-                dir: data_dir.clone(),
-                lock: lock_path,
-            });
-        }
         let (wal_dir, cursor_path, _) = paths(&data_dir);
         let root = data_dir.join("buckets");
-        fs::create_dir_all(root.join("data")).map_err(io_err)?;
+        crate::durable::create_dir_all(&root.join("data")).map_err(io_err)?;
         let cursor = read_cursor(&cursor_path).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read the compaction cursor; recompacting the whole log");
             0
@@ -429,7 +423,7 @@ impl BucketStore {
 
     /// Points older than this (ns) are beyond the retention.
     fn horizon(&self) -> i64 {
-        crate::pipeline::now_ns().saturating_sub(self.options.retention.as_nanos() as i64)
+        self.options.retention.horizon(crate::pipeline::now_ns())
     }
 
     fn check_retention(&self, expired: usize, total: usize) -> Result<(), Refusal> {
@@ -437,8 +431,8 @@ impl BucketStore {
             return Ok(());
         }
         Err(Refusal::Invalid(format!(
-            "points beyond retention policy: {expired} of {total} points are older than the retention ({}h)",
-            self.options.retention.as_secs() / 3600
+            "points beyond retention policy: {expired} of {total} points are older than the retention ({})",
+            self.options.retention
         )))
     }
 
@@ -510,7 +504,8 @@ impl BucketStore {
     /// An invalid name, or the directory cannot be created.
     pub fn create_database(&self, db: &str) -> Result<(), String> {
         let dir = self.bucket_dir(db, crate::metric::DEFAULT_RETENTION_POLICY)?;
-        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        crate::durable::create_dir_all(&dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
         self.catalog()
             .entry((
                 db.to_owned(),
@@ -533,7 +528,7 @@ impl BucketStore {
         // compaction skips them.
         compact::mark_dropped(&self.root, db, self.log.durable_seq()).map_err(|e| e.to_string())?;
         match fs::remove_dir_all(&dir) {
-            Ok(()) => wal::sync_dir(&self.root.join("data")).map_err(|e| e.to_string()),
+            Ok(()) => crate::durable::sync_dir(&self.root.join("data")).map_err(|e| e.to_string()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("removing {}: {e}", dir.display())),
         }
@@ -572,7 +567,7 @@ impl BucketStore {
     }
 
     /// The configured retention.
-    pub fn retention(&self) -> Duration {
+    pub fn retention(&self) -> crate::config::Retention {
         self.options.retention
     }
 

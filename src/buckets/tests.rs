@@ -10,7 +10,7 @@ const HOUR: i64 = 3_600_000_000_000;
 fn options(dir: &Path) -> StoreOptions {
     StoreOptions {
         data_dir: dir.to_path_buf(),
-        retention: Duration::from_secs(72 * 3600),
+        retention: crate::config::Retention(Some(Duration::from_secs(72 * 3600))),
         partition: Duration::from_secs(3600),
         // Tests drive compaction by hand.
         compaction_interval: Duration::from_secs(3600),
@@ -182,7 +182,13 @@ fn second_open_of_a_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _store = BucketStore::open(options(dir.path())).unwrap();
     let err = BucketStore::open(options(dir.path())).unwrap_err();
-    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OpenError::Lock(crate::durable::LockError::Locked { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -222,7 +228,7 @@ fn retention_drops_whole_expired_partitions_and_merge_keeps_every_point() {
     {
         // Written while the retention was longer; it has expired under the current one.
         let mut long = options(dir.path());
-        long.retention = Duration::from_secs(200 * 3600);
+        long.retention = crate::config::Retention(Some(Duration::from_secs(200 * 3600)));
         let store = BucketStore::open(long).unwrap();
         rt().block_on(store.append(&[metric("db", "m", "old", 1, old)]))
             .unwrap();

@@ -396,7 +396,7 @@ impl DiskBuffer {
         };
         let this = Arc::clone(self);
         let saved = tokio::task::spawn_blocking(move || {
-            wal::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
+            crate::durable::write_atomic(&cursor_path(&this.dir), seq.to_string().as_bytes())?;
             this.log.remove_before(seq + 1).map(|_| ())
         })
         .await

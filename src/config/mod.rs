@@ -25,7 +25,7 @@ use crate::filter::{self, Filter, FilterConfig};
 use crate::plugins::{
     self, BuildContext, BuildFailure, BuildFn, BuiltInput, BuiltOutput, DynProcessor,
 };
-pub use units::{ConfigDuration, ConfigSize};
+pub use units::{ConfigDuration, ConfigSize, Retention};
 
 /// A place in a config file: `agent.toml:12:5`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,7 @@ impl std::error::Error for ConfigErrors {}
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSection {
     /// How often inputs gather. Default `"10s"`.
+    #[serde(deserialize_with = "units::interval")]
     pub interval: ConfigDuration,
     /// Align gathers to multiples of `interval`. Default true.
     pub round_interval: bool,
@@ -104,12 +105,15 @@ pub struct AgentSection {
     /// Gathered timestamps are truncated to a multiple of this; `"0s"` (default) keeps ns.
     pub precision: ConfigDuration,
     /// How often outputs write what is buffered. Default `"10s"`.
+    #[serde(deserialize_with = "units::flush_interval")]
     pub flush_interval: ConfigDuration,
     /// A random delay of up to this added to each flush. Default `"0s"`.
     pub flush_jitter: ConfigDuration,
     /// The most points an output writes in one batch. Default 1000.
+    #[serde(deserialize_with = "units::batch_size")]
     pub metric_batch_size: usize,
     /// The most points an output's buffer holds; over it writes get 503. Default 10000.
+    #[serde(deserialize_with = "units::buffer_limit")]
     pub metric_buffer_limit: usize,
     /// The `host` tag on gathered metrics; empty means the system's hostname.
     pub hostname: String,
@@ -171,6 +175,7 @@ pub struct InputCommon {
     /// A name for this instance in logs (`inputs.cpu::alias`).
     pub alias: Option<String>,
     /// Overrides `[agent] interval` for this input.
+    #[serde(default, deserialize_with = "units::interval_opt")]
     pub interval: Option<ConfigDuration>,
     /// Overrides `[agent] collection_jitter`.
     pub collection_jitter: Option<ConfigDuration>,
@@ -232,12 +237,15 @@ pub struct OutputCommon {
     #[serde(default)]
     pub buffer: BufferMode,
     /// The most points the buffer holds; default `[agent] metric_buffer_limit`.
+    #[serde(default, deserialize_with = "units::buffer_limit_opt")]
     pub buffer_limit: Option<usize>,
     /// The most bytes a disk buffer holds on disk; default unbounded (but by `buffer_limit`).
     pub buffer_max_bytes: Option<ConfigSize>,
     /// Overrides `[agent] metric_batch_size`.
+    #[serde(default, deserialize_with = "units::batch_size_opt")]
     pub metric_batch_size: Option<usize>,
     /// Overrides `[agent] flush_interval`.
+    #[serde(default, deserialize_with = "units::flush_interval_opt")]
     pub flush_interval: Option<ConfigDuration>,
     /// Overrides `[agent] flush_jitter`.
     pub flush_jitter: Option<ConfigDuration>,
@@ -470,7 +478,29 @@ impl FileCx<'_> {
 
     fn de_error(&self, context: &str, e: &toml::de::Error) -> ConfigError {
         let message = e.message().trim_end().to_owned();
-        self.invalid(e.span(), format!("{context}: {message}"))
+        // A value's error names its key, as the line it points at does (`key = value`).
+        let key = e
+            .span()
+            .and_then(|s| self.key_at(s.start))
+            .filter(|k| !message.contains(&format!("`{k}`")));
+        match key {
+            Some(key) => self.invalid(e.span(), format!("{context}: `{key}`: {message}")),
+            None => self.invalid(e.span(), format!("{context}: {message}")),
+        }
+    }
+
+    /// The key of the `key = value` line holding `offset`, when the offset is in its value.
+    fn key_at(&self, offset: usize) -> Option<&str> {
+        let offset = offset.min(self.text.len());
+        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line = &self.text[start..offset];
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+        .then_some(key)
     }
 }
 

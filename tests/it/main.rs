@@ -6,6 +6,7 @@ mod buckets;
 mod cli;
 mod daemon;
 mod disk_buffer;
+mod hardening;
 mod influxd;
 mod listener;
 mod load;

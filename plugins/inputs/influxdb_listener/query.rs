@@ -115,7 +115,10 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
                 let (rps, duration, shard) = match state.pipeline.store() {
                     Some(store) => (
                         store.retention_policies(&db),
-                        influx_duration(store.retention()),
+                        store
+                            .retention()
+                            .0
+                            .map_or_else(|| "0s".to_owned(), influx_duration),
                         influx_duration(store.partition()),
                     ),
                     None => (

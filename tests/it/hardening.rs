@@ -1,0 +1,282 @@
+//! What a hostile client or an unlucky operator can break: overlong durations, config values
+//! that cannot work, two agents on one data_dir, a reload that moves data_dir, export ranges.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+const BUCKETS: &str = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.buckets]]
+"#;
+
+/// The line of `config` that holds `needle`, 1-based.
+fn line_of(config: &str, needle: &str) -> usize {
+    config
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}
+
+#[test]
+fn durations_past_292_years_are_config_errors_never_data_loss() {
+    let config =
+        "[agent]\n  interval = \"10s\"\n[[outputs.buckets]]\n  default_retention = \"4000000h\"\n";
+    let (code, _, err) = check(config);
+    assert_eq!(code, 1, "{err}");
+    let line = line_of(config, "4000000h");
+    assert!(
+        err.contains(&format!("agent.toml:{line}:")) && err.contains("`default_retention`"),
+        "names file, line and key: {err}"
+    );
+    assert!(err.contains("too long") && err.contains("INF"), "{err}");
+    // Every duration key: an input's interval, the listener's timeouts, the agent's.
+    for (section, key) in [
+        ("[agent]", "flush_interval"),
+        ("[[inputs.cpu]]", "interval"),
+        ("[[inputs.influxdb_listener]]", "read_timeout"),
+        ("[[outputs.buckets]]", "partition_duration"),
+    ] {
+        let config = format!("{section}\n  {key} = \"3000000h\"\n[[outputs.file]]\n");
+        let (code, _, err) = check(&config);
+        assert_eq!(code, 1, "{section} {key}: {err}");
+        assert!(err.contains("agent.toml:2:") && err.contains(key), "{err}");
+    }
+    // An integer of seconds past the bound too.
+    let (code, _, err) = check("[agent]\n  flush_interval = 9300000000000\n[[outputs.file]]\n");
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn infinite_retention_keeps_points_of_any_age() {
+    let config = format!("{BUCKETS}  default_retention = \"INF\"\n");
+    let agent = TestAgent::start(&config);
+    // 1990: long past any finite default, kept forever.
+    let old = 631_152_000_000_000_000i64;
+    let r = post(
+        &agent.url("/write?db=forever"),
+        &[],
+        format!("m v=1i {old}\nm v=2i {}", now_ns()).as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let lines = agent.export("forever", &[]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with(&old.to_string()), "{lines:?}");
+    let r = post(
+        &agent.url("/query"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"q=SHOW RETENTION POLICIES ON forever",
+    );
+    assert_eq!(
+        r.json()["results"][0]["series"][0]["values"][0][1],
+        "0s",
+        "INF is InfluxDB's 0s: {}",
+        r.body
+    );
+}
+
+#[test]
+fn the_longest_retention_keeps_what_was_stored() {
+    let agent = TestAgent::start(BUCKETS);
+    let t = now_ns() - 3_600_000_000_000;
+    let r = post(
+        &agent.url("/write?db=d"),
+        &[],
+        format!("m v=1i {t}").as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let dir = Arc::clone(&agent.dir);
+    drop(agent);
+    // The largest retention the config takes: nothing expires, every write is accepted.
+    let agent = TestAgent::start_in(
+        dir,
+        &format!("{BUCKETS}  default_retention = \"2562047h\"\n  compaction_interval = \"50ms\"\n"),
+    );
+    let r = post(
+        &agent.url("/write?db=d"),
+        &[],
+        format!("m v=2i {}", now_ns()).as_bytes(),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent.export("d", &[]).len(), 2);
+}
+
+#[test]
+fn values_that_cannot_work_are_config_errors() {
+    for (config, key) in [
+        (
+            "[agent]\n  interval = \"0s\"\n[[outputs.file]]\n",
+            "interval",
+        ),
+        (
+            "[[inputs.cpu]]\n  interval = \"0s\"\n[[outputs.file]]\n",
+            "interval",
+        ),
+        ("[[outputs.file]]\n  buffer_limit = 0\n", "buffer_limit"),
+        (
+            "[agent]\n  metric_buffer_limit = 0\n[[outputs.file]]\n",
+            "metric_buffer_limit",
+        ),
+        (
+            "[agent]\n  metric_batch_size = 0\n[[outputs.file]]\n",
+            "metric_batch_size",
+        ),
+        (
+            "[agent]\n  flush_interval = \"0s\"\n[[outputs.file]]\n",
+            "flush_interval",
+        ),
+    ] {
+        let (code, _, err) = check(config);
+        assert_eq!(code, 1, "{config}: {err}");
+        assert!(
+            err.contains("agent.toml:2:") && err.contains(&format!("`{key}`")),
+            "{config}: {err}"
+        );
+    }
+}
+
+/// Waits for the process to exit (bounded) and returns its code and standard error.
+fn exit_of(mut child: std::process::Child, within: Duration) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, String::new());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_agents_never_share_a_data_dir_of_disk_buffers() {
+    // No [[outputs.buckets]]: only a disk-buffered relay output keeps state in data_dir.
+    let config = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+[[outputs.influxdb]]
+  urls = ["http://127.0.0.1:9"]
+  skip_database_creation = true
+"#;
+    let agent = TestAgent::start(config);
+    let r = post(&agent.url("/write?db=d"), &[], b"m v=1i");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let second = Command::new(binary())
+        .arg("--config")
+        .arg(agent.path("agent.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, err) = exit_of(second, Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(1),
+        "the second agent must refuse to start: {err}"
+    );
+    assert!(err.contains("is in use by another heliograph"), "{err}");
+    // A memory-only configuration keeps nothing there and needs no lock.
+    let memory = config.replace(
+        "skip_database_creation = true",
+        "skip_database_creation = true\n  buffer = \"memory\"",
+    );
+    let other = TestAgent::start_in(Arc::clone(&agent.dir), &memory);
+    drop(other);
+}
+
+#[test]
+fn a_reload_that_moves_data_dir_is_refused_and_the_running_one_kept() {
+    let mut agent = TestAgent::start(BUCKETS);
+    let r = post(&agent.url("/write?db=d"), &[], b"m v=1i");
+    assert_eq!(r.status, 204);
+    let moved = BUCKETS.replace("{dir}/data", "{dir}/elsewhere");
+    let moved = moved.replace("{dir}", agent.dir.path().to_str().unwrap());
+    std::fs::write(agent.path("agent.toml"), moved).unwrap();
+    signal(&agent.child, "HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || agent
+            .logs()
+            .contains("data_dir cannot change by a reload")),
+        "{}",
+        agent.logs()
+    );
+    // Still writing where it was: the second point is exported from the running data_dir.
+    let r = post(&agent.url("/write?db=d"), &[], b"m v=2i");
+    assert_eq!(r.status, 204);
+    assert!(!agent.path("elsewhere").exists());
+    std::fs::write(
+        agent.path("agent.toml"),
+        BUCKETS.replace("{dir}", agent.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(agent.export("d", &[]).len(), 2);
+    assert!(agent.terminate(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn export_ranges_are_read_as_rfc_3339_and_an_inverted_one_is_an_error() {
+    let agent = TestAgent::start(BUCKETS);
+    let r = post(
+        &agent.url("/write?db=d"),
+        &[],
+        format!("m v=1i {}", now_ns()).as_bytes(),
+    );
+    assert_eq!(r.status, 204);
+    // Year 0001 is before any nanosecond timestamp: every point is after it.
+    let lines = agent.export("d", &["--start", "0001-01-01T00:00:00Z"]);
+    assert_eq!(lines.len(), 1);
+    let run = |args: &[&str]| {
+        let out = Command::new(binary())
+            .args(["export", "--db", "d", "--config"])
+            .arg(agent.path("agent.toml"))
+            .args(args)
+            .current_dir(agent.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--start", "2024-01-01T00:00:00+25:00"]);
+    assert_eq!(code, Some(1), "+25:00 is no RFC 3339 offset: {err}");
+    assert!(err.contains("--start"), "{err}");
+    let (code, err) = run(&[
+        "--start",
+        "2024-02-01T00:00:00Z",
+        "--end",
+        "2024-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("after --end"), "{err}");
+}
