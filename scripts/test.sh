@@ -9,11 +9,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (rustup: https://rustup.rs)" >&2
   exit 1
 fi
-# The black-box tests use `kill` (procps) to signal processes, and the relay tests a real
-# InfluxDB 1.x (Debian's `influxdb` package, 1.6.7) that they start on loopback themselves.
+# The black-box tests use `kill` (procps) to signal processes, strace to see the order of
+# fsyncs, and the relay tests a real InfluxDB 1.x (Debian's `influxdb` package, 1.6.7) that they start on loopback themselves.
 missing=()
 command -v kill >/dev/null 2>&1 || missing+=(procps)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+# The durability test records the agent's directory fsyncs with strace.
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
