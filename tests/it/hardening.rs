@@ -417,3 +417,48 @@ fn unsynced_entries(trace: &str, root: &str) -> Vec<String> {
         .map(|(p, _)| p)
         .collect()
 }
+
+const RATED: &str = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+  [[inputs.influxdb_listener.token]]
+    name = "slow"
+    secret = "s3cret"
+    databases = ["*"]
+    max_points_per_second = 10
+[[outputs.buckets]]
+"#;
+
+#[test]
+fn a_request_over_the_rate_is_refused_and_never_locks_the_token_out() {
+    let agent = TestAgent::start(RATED);
+    let url = agent.url("/write?db=r&p=s3cret");
+    let t = now_ns();
+    // 200,000 points can never fit in 10 per second: 413, and nothing taken from the rate.
+    let big: String = (0..200_000)
+        .map(|i| format!("m v={i}i {}\n", t + i))
+        .collect();
+    let r = post(&url, &[], big.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("split"), "{}", r.body);
+    assert!(r.header("retry-after").is_none());
+    // The token is not locked out: a request within its rate goes through at once.
+    let eight: String = (0..8).map(|i| format!("m v={i}i {}\n", t + i)).collect();
+    assert_eq!(post(&url, &[], eight.as_bytes()).status, 204);
+    // Eight more do not fit yet: 429, with when they will.
+    let r = post(&url, &[], eight.as_bytes());
+    assert_eq!(r.status, 429, "{}", r.body);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // And they do after that wait.
+    std::thread::sleep(Duration::from_secs(retry));
+    assert_eq!(post(&url, &[], eight.as_bytes()).status, 204);
+    assert_eq!(
+        agent.export("r", &[]).len(),
+        16,
+        "both admitted writes are stored, nothing of the refused ones"
+    );
+}

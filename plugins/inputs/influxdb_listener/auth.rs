@@ -119,8 +119,12 @@ impl Token {
         self.any_db || self.databases.contains(db)
     }
 
-    /// Takes `points` from the token's rate; `Err(wait)` when over it.
-    pub fn admit(&self, points: usize) -> Result<(), Duration> {
+    /// Takes `points` from the token's rate, or says why not.
+    ///
+    /// # Errors
+    /// [`OverRate::Wait`] until the request would fit, [`OverRate::Never`] when it is larger
+    /// than the token may send at once.
+    pub fn admit(&self, points: usize) -> Result<(), OverRate> {
         match &self.limiter {
             None => Ok(()),
             Some(l) => l
@@ -131,9 +135,21 @@ impl Token {
     }
 }
 
-/// A token bucket holding one second of the rate, allowed to go into debt: a request is admitted
-/// while the bucket is not empty, so a request larger than the rate is possible, and the debt
-/// makes the following ones wait.
+/// Why a request is over its token's rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OverRate {
+    /// It fits after this wait (429; Retry-After is this, rounded up).
+    Wait(Duration),
+    /// It holds more points than the token may send in a second: it never fits (413).
+    Never {
+        /// The token's `max_points_per_second`.
+        rate: u64,
+    },
+}
+
+/// A token bucket holding one second of the rate. A request takes its points from it when they
+/// are there; otherwise it is refused with the time until they will be, taking nothing (a
+/// refused request never delays the next). A request larger than the bucket can never fit.
 #[derive(Debug)]
 struct Limiter {
     rate: f64,
@@ -150,12 +166,19 @@ impl Limiter {
         }
     }
 
-    fn take(&mut self, points: f64, now: Instant) -> Result<(), Duration> {
+    fn take(&mut self, points: f64, now: Instant) -> Result<(), OverRate> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens <= 0.0 {
-            return Err(Duration::from_secs_f64(-self.tokens / self.rate));
+        if points > self.rate {
+            return Err(OverRate::Never {
+                rate: self.rate as u64,
+            });
+        }
+        if points > self.tokens {
+            return Err(OverRate::Wait(Duration::from_secs_f64(
+                (points - self.tokens) / self.rate,
+            )));
         }
         self.tokens -= points;
         Ok(())
@@ -297,13 +320,24 @@ mod tests {
     }
 
     #[test]
-    fn limiter_goes_into_debt_then_waits() {
+    fn limiter_refuses_what_does_not_fit_and_says_when_it_will() {
         let start = Instant::now();
         let mut l = Limiter::new(100);
         l.last = start;
-        assert!(l.take(150.0, start).is_ok()); // a full bucket admits a large request
-        let wait = l.take(1.0, start).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
-        assert!(l.take(1.0, start + Duration::from_millis(600)).is_ok());
+        // Larger than a second of the rate: never, and it takes nothing.
+        assert_eq!(l.take(150.0, start), Err(OverRate::Never { rate: 100 }));
+        assert!(l.take(60.0, start).is_ok());
+        // 40 left: 90 more fit after 0.5 s, and the refusal takes nothing.
+        assert_eq!(
+            l.take(90.0, start),
+            Err(OverRate::Wait(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            l.take(90.0, start),
+            Err(OverRate::Wait(Duration::from_millis(500)))
+        );
+        assert!(l.take(90.0, start + Duration::from_millis(500)).is_ok());
+        // A whole bucket fits once it refills, however long the token was idle.
+        assert!(l.take(100.0, start + Duration::from_secs(3600)).is_ok());
     }
 }

@@ -27,6 +27,10 @@ pub enum Api {
     V2,
 }
 
+/// The longest `Retry-After` we give for a rate limit: a writer told to wait longer would
+/// rather be told to split its batch.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
 /// The most bad lines listed in one 400 response.
 const MAX_LISTED_ERRORS: usize = 100;
 
@@ -227,13 +231,30 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         return parse_failure(&errors, false);
     }
     if let Some(t) = token {
-        if let Err(wait) = t.admit(parsed_points) {
-            return retry_later(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many requests",
-                format!("token {:?} is over its max_points_per_second", t.name),
-                wait.as_secs_f64().ceil() as u64,
-            );
+        match t.admit(parsed_points) {
+            Ok(()) => {}
+            Err(auth::OverRate::Wait(wait)) => {
+                return retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many requests",
+                    format!(
+                        "token {:?} is over its max_points_per_second; this request of {parsed_points} points fits in {:.1} s",
+                        t.name,
+                        wait.as_secs_f64()
+                    ),
+                    (wait.as_secs_f64().ceil() as u64).min(MAX_RETRY_AFTER_SECS),
+                );
+            }
+            Err(auth::OverRate::Never { rate }) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too large",
+                    format!(
+                        "token {:?} may send at most {rate} points at once (max_points_per_second) and this request has {parsed_points}: split it",
+                        t.name
+                    ),
+                );
+            }
         }
     }
     let (points, admitted) = match write {
