@@ -462,3 +462,120 @@ fn a_request_over_the_rate_is_refused_and_never_locks_the_token_out() {
         "both admitted writes are stored, nothing of the refused ones"
     );
 }
+
+const TENANTS: &str = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+  [[inputs.influxdb_listener.token]]
+    name = "team-a"
+    secret = "sa"
+    databases = ["team_a"]
+  [[inputs.influxdb_listener.token]]
+    name = "team-b"
+    secret = "sb"
+    databases = ["team_b"]
+  [[inputs.influxdb_listener.token]]
+    name = "ops"
+    secret = "so"
+    databases = ["*"]
+    permissions = ["write", "read", "manage"]
+  [[inputs.influxdb_listener.token]]
+    name = "ingest"
+    secret = "si"
+    databases = ["*"]
+    permissions = ["write"]
+[[outputs.buckets]]
+"#;
+
+fn query_as(agent: &TestAgent, secret: &str, q: &str, db: Option<&str>) -> Reply {
+    let mut form = format!("q={}", q.replace(' ', "+"));
+    if let Some(db) = db {
+        form.push_str(&format!("&db={db}"));
+    }
+    post(
+        &agent.url("/query"),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Authorization", &format!("Token {secret}")),
+        ],
+        form.as_bytes(),
+    )
+}
+
+#[test]
+fn tokens_carry_permissions_and_a_refusal_reveals_no_database() {
+    let agent = TestAgent::start(TENANTS);
+    for (secret, db) in [("sa", "team_a"), ("sb", "team_b")] {
+        let r = post(
+            &agent.url(&format!("/write?db={db}")),
+            &[("Authorization", &format!("Token {secret}"))],
+            b"cpu v=1i",
+        );
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    // Reading its own database: yes; another's, no, and the answer for a database that
+    // exists is the answer for one that does not.
+    let r = query_as(&agent, "sa", "SHOW MEASUREMENTS ON team_a", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["results"][0]["series"][0]["values"][0][0], "cpu");
+    for statement in ["SHOW MEASUREMENTS ON", "SHOW RETENTION POLICIES ON"] {
+        let exists = query_as(&agent, "sa", &format!("{statement} team_b"), None);
+        let missing = query_as(&agent, "sa", &format!("{statement} team_z"), None);
+        assert_eq!(exists.status, 403, "{}", exists.body);
+        assert_eq!(missing.status, 403, "{}", missing.body);
+        assert_eq!(
+            exists.body.replace("team_b", "DB"),
+            missing.body.replace("team_z", "DB"),
+            "the refusal is the same whether the database exists"
+        );
+        assert!(!exists.body.contains("not found"), "{}", exists.body);
+    }
+    // The db parameter is checked too.
+    assert_eq!(
+        query_as(&agent, "sa", "SHOW MEASUREMENTS", Some("team_b")).status,
+        403
+    );
+    // SHOW DATABASES lists only what the token may read.
+    let r = query_as(&agent, "sa", "SHOW DATABASES", None);
+    assert_eq!(
+        r.json()["results"][0]["series"][0]["values"],
+        serde_json::json!([["team_a"]])
+    );
+    // Writing is not managing: a default token cannot drop even its own database.
+    let r = query_as(&agent, "sa", "DROP DATABASE team_a", None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("may not manage"), "{}", r.body);
+    // One refused statement refuses the request: nothing of it runs.
+    let r = query_as(&agent, "so", "SHOW DATABASES", None);
+    assert_eq!(r.status, 200);
+    let r = query_as(
+        &agent,
+        "sa",
+        "CREATE DATABASE team_a; DROP DATABASE team_b",
+        None,
+    );
+    assert_eq!(r.status, 403);
+    // A write-only token reads nothing.
+    let r = query_as(&agent, "si", "SHOW DATABASES", None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        post(
+            &agent.url("/write?db=any"),
+            &[("Authorization", "Token si")],
+            b"m v=1i"
+        )
+        .status,
+        204
+    );
+    // A manager manages.
+    assert_eq!(
+        query_as(&agent, "so", "DROP DATABASE team_b", None).status,
+        200
+    );
+    assert!(agent.export("team_a", &[]).len() == 1);
+    let r = query_as(&agent, "so", "SHOW DATABASES", None);
+    assert!(!r.body.contains("team_b"), "{}", r.body);
+}

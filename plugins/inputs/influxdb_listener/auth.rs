@@ -29,6 +29,40 @@ pub struct TokenConfig {
     pub databases: Vec<String>,
     /// Points per second this token may write; over it, 429 with Retry-After.
     pub max_points_per_second: Option<u64>,
+    /// What the token may do in its databases: `write`, `read` (SHOW and SELECT), `manage`
+    /// (CREATE / ALTER / DROP of databases, retention policies and series). Default
+    /// `["write", "read"]`.
+    pub permissions: Option<Vec<String>>,
+}
+
+/// What a token may do in its databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// `POST /write`, `/api/v2/write`.
+    Write,
+    /// SHOW statements and SELECT on `/query`.
+    Read,
+    /// CREATE / ALTER / DROP of databases, retention policies, measurements and series.
+    Manage,
+}
+
+impl Permission {
+    fn bit(self) -> u8 {
+        match self {
+            Permission::Write => 1,
+            Permission::Read => 2,
+            Permission::Manage => 4,
+        }
+    }
+
+    /// The verb for messages: "write", "read", "manage".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Permission::Write => "write",
+            Permission::Read => "read",
+            Permission::Manage => "manage",
+        }
+    }
 }
 
 /// A checked token.
@@ -38,6 +72,8 @@ pub struct Token {
     secret: Vec<u8>,
     any_db: bool,
     databases: BTreeSet<String>,
+    /// [`Permission`] bits.
+    permissions: u8,
     limiter: Option<Mutex<Limiter>>,
 }
 
@@ -99,12 +135,37 @@ pub fn build(configs: Vec<TokenConfig>) -> Result<Vec<Token>, BuildError> {
                 c.name
             )));
         }
+        let mut permissions = 0;
+        for p in c
+            .permissions
+            .as_deref()
+            .unwrap_or(&["write".to_owned(), "read".to_owned()])
+        {
+            permissions |= match p.as_str() {
+                "write" => Permission::Write.bit(),
+                "read" => Permission::Read.bit(),
+                "manage" => Permission::Manage.bit(),
+                other => {
+                    return Err(BuildError::new(format!(
+                        "token {:?}: unknown permission {other:?}; use \"write\", \"read\" or \"manage\"",
+                        c.name
+                    )))
+                }
+            };
+        }
+        if permissions == 0 {
+            return Err(BuildError::new(format!(
+                "token {:?} lists no `permissions`; it could do nothing",
+                c.name
+            )));
+        }
         let (any_db, databases) = super::databases_of(&c.databases);
         tokens.push(Token {
             name: c.name,
             secret: c.secret.into_bytes(),
             any_db,
             databases,
+            permissions,
             limiter: c
                 .max_points_per_second
                 .map(|rate| Mutex::new(Limiter::new(rate))),
@@ -114,9 +175,19 @@ pub fn build(configs: Vec<TokenConfig>) -> Result<Vec<Token>, BuildError> {
 }
 
 impl Token {
-    /// Whether this token may write `db`.
+    /// Whether `db` is one of this token's databases.
     pub fn allows(&self, db: &str) -> bool {
         self.any_db || self.databases.contains(db)
+    }
+
+    /// Whether this token has `permission` at all.
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions & permission.bit() != 0
+    }
+
+    /// Whether this token may do `permission` in `db`.
+    pub fn may(&self, permission: Permission, db: &str) -> bool {
+        self.has(permission) && self.allows(db)
     }
 
     /// Takes `points` from the token's rate, or says why not.
@@ -241,12 +312,14 @@ mod tests {
                 secret: "sa".into(),
                 databases: vec!["one".into()],
                 max_points_per_second: None,
+                permissions: None,
             },
             TokenConfig {
                 name: "b".into(),
                 secret: "sb".into(),
                 databases: vec!["*".into()],
                 max_points_per_second: Some(10),
+                permissions: None,
             },
         ])
         .unwrap()
@@ -294,12 +367,46 @@ mod tests {
     }
 
     #[test]
+    fn permissions_default_to_write_and_read() {
+        let t = tokens();
+        assert!(t[0].may(Permission::Write, "one") && t[0].may(Permission::Read, "one"));
+        assert!(!t[0].may(Permission::Manage, "one"));
+        assert!(!t[0].may(Permission::Read, "two"));
+        let manager = build(vec![TokenConfig {
+            name: "m".into(),
+            secret: "sm".into(),
+            databases: vec!["*".into()],
+            max_points_per_second: None,
+            permissions: Some(vec!["manage".into()]),
+        }])
+        .unwrap();
+        assert!(manager[0].may(Permission::Manage, "x") && !manager[0].has(Permission::Write));
+        let bad = TokenConfig {
+            name: "b".into(),
+            secret: "sb".into(),
+            databases: vec!["*".into()],
+            max_points_per_second: None,
+            permissions: Some(vec!["admin".into()]),
+        };
+        assert!(build(vec![bad.clone()])
+            .unwrap_err()
+            .message
+            .contains("unknown permission"));
+        let none = TokenConfig {
+            permissions: Some(vec![]),
+            ..bad
+        };
+        assert!(build(vec![none]).is_err());
+    }
+
+    #[test]
     fn rejects_bad_tables() {
         let ok = TokenConfig {
             name: "a".into(),
             secret: "s".into(),
             databases: vec!["*".into()],
             max_points_per_second: None,
+            permissions: None,
         };
         let empty_secret = TokenConfig {
             secret: String::new(),

@@ -11,6 +11,7 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::auth::{Permission, Token};
 use super::write::{authenticate, params};
 use super::{json, State, INFLUXDB_VERSION};
 use crate::http::HttpResponse;
@@ -69,14 +70,30 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
     let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) else {
         return influx_error(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
     };
+    let statements: Vec<Statement> = q
+        .split(';')
+        .filter(|s| !s.trim().is_empty())
+        .map(parse_statement)
+        .collect();
+    if let Some(t) = token {
+        if let Err(message) = authorize(t, &statements, params.get("db").map(String::as_str)) {
+            return influx_error(
+                StatusCode::FORBIDDEN,
+                &format!("error authorizing query: {message}"),
+            );
+        }
+    }
     let mut results = Vec::new();
     let mut csv_out = String::new();
-    for (i, statement) in q.split(';').filter(|s| !s.trim().is_empty()).enumerate() {
-        let result = match parse_statement(statement) {
+    for (i, statement) in statements.into_iter().enumerate() {
+        let result = match statement {
             Statement::ShowDatabases => {
                 let dbs = state.pipeline.databases();
                 let dbs: Vec<String> = match token {
-                    Some(t) => dbs.into_iter().filter(|d| t.allows(d)).collect(),
+                    Some(t) => dbs
+                        .into_iter()
+                        .filter(|d| t.may(Permission::Read, d))
+                        .collect(),
                     None => dbs,
                 };
                 if csv {
@@ -92,12 +109,6 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
                     series["values"] = Value::Array(dbs.into_iter().map(|d| json!([d])).collect());
                 }
                 json!({ "statement_id": i, "series": [series] })
-            }
-            Statement::CreateDatabase(db) | Statement::DropDatabase(db)
-                if token.is_some_and(|t| !t.allows(&db)) =>
-            {
-                let name = token.map(|t| t.name.as_str()).unwrap_or_default();
-                json!({ "statement_id": i, "error": format!("token {name:?} may not change database {db:?}") })
             }
             Statement::CreateDatabase(db) => match state.pipeline.create_database(&db) {
                 Ok(()) => json!({ "statement_id": i }),
@@ -187,6 +198,49 @@ pub async fn query(req: Request<Incoming>, state: &State) -> HttpResponse {
         return r;
     }
     json(StatusCode::OK, &json!({ "results": results }))
+}
+
+/// Checks every statement of a request, and its `db` parameter, against the token before any
+/// runs: InfluxDB 1.x refuses the whole request (403) when one statement is not allowed. The
+/// message names the token, the permission and the database asked for, whether or not that
+/// database exists, so a refusal tells nothing about other tenants.
+fn authorize(
+    token: &Token,
+    statements: &[Statement],
+    db_param: Option<&str>,
+) -> Result<(), String> {
+    let refuse = |p: Permission, db: &str| {
+        Err(format!(
+            "token {:?} may not {} database {db:?}",
+            token.name,
+            p.verb()
+        ))
+    };
+    if let Some(db) = db_param.filter(|d| !d.is_empty()) {
+        if !token.allows(db) {
+            return refuse(Permission::Read, db);
+        }
+    }
+    for s in statements {
+        let (needed, db) = match s {
+            Statement::ShowDatabases => (Permission::Read, None),
+            Statement::CreateDatabase(db) | Statement::DropDatabase(db) => {
+                (Permission::Manage, Some(db.as_str()))
+            }
+            Statement::ShowRetentionPolicies(db) | Statement::ShowMeasurements(db) => {
+                (Permission::Read, db.as_deref().or(db_param))
+            }
+            Statement::Other(_) | Statement::Invalid(_) => continue,
+        };
+        match db {
+            Some(db) if !token.may(needed, db) => return refuse(needed, db),
+            None if !token.has(needed) => {
+                return Err(format!("token {:?} may not {}", token.name, needed.verb()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Appends CSV rows (`name,tags,COLUMNS...`) for a result, when CSV was asked for.

@@ -118,7 +118,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         },
     };
     if let Some(t) = token {
-        if !t.allows(&origin.db) {
+        if !t.may(auth::Permission::Write, &origin.db) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
