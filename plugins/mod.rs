@@ -34,6 +34,28 @@ pub struct BuildContext {
     pub data_dir: std::path::PathBuf,
     /// The plugin's id with its alias (`outputs.influxdb::eu`), for logs and file names.
     pub id: String,
+    /// What a plugin says about a config that works but probably not as meant (Telegraf's
+    /// no-ops): `check` prints it, a start logs it.
+    pub warnings: Warnings,
+}
+
+/// Warnings a plugin gives while it is built.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Records a warning.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message.into());
+    }
+
+    /// The warnings recorded so far, leaving none.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// A plugin's config is valid TOML of the right shape but cannot be used.

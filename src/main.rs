@@ -66,6 +66,9 @@ fn main() -> ExitCode {
         for var in &config.unset_variables {
             eprintln!("warning: environment variable ${{{var}}} is not set; it is left as written");
         }
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
         #[allow(clippy::print_stdout)]
         {
             println!(
@@ -84,6 +87,9 @@ fn main() -> ExitCode {
     }
     for var in &config.unset_variables {
         tracing::warn!(variable = %var, "environment variable is not set; it is left as written");
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

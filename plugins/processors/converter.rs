@@ -142,7 +142,7 @@ impl Processor for Converter {
     const NAME: &'static str = "converter";
     type Config = Config;
 
-    fn new(config: Config, _: &BuildContext) -> Result<Self, BuildError> {
+    fn new(config: Config, cx: &BuildContext) -> Result<Self, BuildError> {
         let tags = config
             .tags
             .map(|c| Compiled::new(c, "tags", false))
@@ -154,9 +154,10 @@ impl Processor for Converter {
         if tags.as_ref().is_none_or(|c| c.0.is_empty())
             && fields.as_ref().is_none_or(|c| c.0.is_empty())
         {
-            return Err(BuildError::new(
-                "no conversion given: set [processors.converter.tags] or [processors.converter.fields]",
-            ));
+            // Telegraf's generated config has one with every list empty: a no-op there too.
+            cx.warnings.warn(
+                "no conversion given (every list is empty): this processor does nothing; set [processors.converter.tags] or [processors.converter.fields]",
+            );
         }
         Ok(Converter { tags, fields })
     }
@@ -466,7 +467,24 @@ mod tests {
         let e =
             error("[[processors.converter]]\n[processors.converter.fields]\nbase64 = [\"t\"]\n");
         assert!(e.contains("`fields.base64` is not supported"), "{e}");
-        let e = error("[[processors.converter]]\n");
-        assert!(e.contains("no conversion"), "{e}");
+    }
+
+    #[test]
+    fn no_conversion_is_a_warning_as_in_telegraf() {
+        let config = crate::config::from_texts(
+            &[(
+                std::path::PathBuf::from("test.toml"),
+                "[[outputs.file]]\n[[processors.converter]]\n[processors.converter.fields]\nfloat = []\n".to_owned(),
+            )],
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0]
+                .starts_with("test.toml:2:1: [[processors.converter]]: no conversion"),
+            "{:?}",
+            config.warnings
+        );
     }
 }

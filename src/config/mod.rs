@@ -321,6 +321,8 @@ pub struct Config {
     pub outputs: Vec<Configured<BuiltOutput, OutputCommon>>,
     /// Environment variables referenced without a default and not set.
     pub unset_variables: Vec<String>,
+    /// Settings that work but do nothing, each with file, line and plugin.
+    pub warnings: Vec<String>,
 }
 
 impl fmt::Debug for dyn DynProcessor {
@@ -436,6 +438,7 @@ pub fn from_texts(
         processors,
         outputs: loader.outputs,
         unset_variables,
+        warnings: loader.warnings,
     })
 }
 
@@ -447,6 +450,7 @@ struct Loader {
     processors: Vec<Configured<Box<dyn DynProcessor>, ProcessorCommon>>,
     outputs: Vec<Configured<BuiltOutput, OutputCommon>>,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
     /// The build context; its values come from `[agent]` of the first file.
     cx: BuildContext,
 }
@@ -638,6 +642,7 @@ impl Loader {
         let selectors = Spanned::new(span.clone(), DeValue::Table(selectors));
         let own = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(own)));
         let cx = &self.cx;
+        let warnings = &mut self.warnings;
         // The same steps for each kind; only the registry and the list differ.
         macro_rules! build_into {
             ($registry:expr, $list:expr) => {{
@@ -651,6 +656,7 @@ impl Loader {
                     selectors,
                     own,
                     cx,
+                    warnings,
                     entry.map(|e| e.build),
                 ) {
                     Ok(configured) => {
@@ -681,6 +687,7 @@ fn build<P, C: DeserializeOwned + HasAlias>(
     selectors: Spanned<DeValue<'_>>,
     own: ValueDeserializer<'_>,
     cx: &BuildContext,
+    warnings: &mut Vec<String>,
     build: Option<BuildFn<P>>,
 ) -> Result<Configured<P, C>, Vec<ConfigError>> {
     let build = build.expect("the caller checked the plugin name against the registry");
@@ -695,7 +702,14 @@ fn build<P, C: DeserializeOwned + HasAlias>(
         Some(alias) => format!("{kind}.{name}::{alias}"),
         None => format!("{kind}.{name}"),
     };
+    cx.warnings = crate::plugins::Warnings::default();
     let plugin = build(own, &cx);
+    warnings.extend(
+        cx.warnings
+            .take()
+            .into_iter()
+            .map(|w| format!("{at}: {context}: {w}")),
+    );
     let filter = match deserialize::<FilterConfig>(selectors) {
         Ok(c) => Filter::compile(&c).map_err(|(key, message)| ConfigError::Invalid {
             at: at.clone(),

@@ -579,3 +579,65 @@ fn tokens_carry_permissions_and_a_refusal_reveals_no_database() {
     let r = query_as(&agent, "so", "SHOW DATABASES", None);
     assert!(!r.body.contains("team_b"), "{}", r.body);
 }
+
+/// Telegraf's generated configuration (its `agent.conf` and the sample config of each plugin
+/// heliograph shares) loads unchanged: `check` accepts it and `--test` runs it.
+#[test]
+fn telegrafs_generated_config_loads_unchanged() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("clientca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/telegraf.conf");
+    let text = std::fs::read_to_string(fixture).unwrap();
+    assert!(text.contains("max_body_size = 0") && text.contains("[processors.converter.tags]"));
+    let config = dir.path().join("telegraf.conf");
+    std::fs::write(
+        &config,
+        text.replace("/etc/telegraf/", &format!("{}/", dir.path().display())),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "check refused Telegraf's config: {err}"
+    );
+    // The converter that converts nothing is a no-op, as in Telegraf: said, not refused.
+    assert!(
+        err.contains("warning:") && err.contains("no conversion"),
+        "{err}"
+    );
+    let out = Command::new(binary())
+        .args(["--test", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "--test failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout);
+    for m in ["cpu", "mem", "system", "processes", "kernel", "swap"] {
+        assert!(
+            lines.lines().any(|l| l.split([',', ' ']).next() == Some(m)),
+            "{m} missing from --test: {lines}"
+        );
+    }
+}

@@ -39,13 +39,17 @@ use auth::Token;
 /// implement. Clients use it to pick the v1 protocol.
 pub const INFLUXDB_VERSION: &str = "1.8.10";
 
+/// `max_body_size` when not given, or given as 0.
+const DEFAULT_MAX_BODY: u64 = 32 << 20;
+
 /// What users may write under `[[inputs.influxdb_listener]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
     /// Address to listen on: `"host:port"`, or `":port"` for every IPv4 interface. Default `":8186"`.
     pub service_address: String,
-    /// Largest body accepted, on the wire and after gzip decompression. Default `"32MiB"`.
+    /// Largest body accepted, on the wire and after gzip decompression; 0 is the default, as in
+    /// Telegraf. Default `"32MiB"`.
     pub max_body_size: ConfigSize,
     /// Longest line accepted; 0 means no limit but `max_body_size`. Default 0.
     pub max_line_size: ConfigSize,
@@ -75,7 +79,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             service_address: ":8186".into(),
-            max_body_size: ConfigSize(32 << 20),
+            max_body_size: ConfigSize(DEFAULT_MAX_BODY),
             max_line_size: ConfigSize(0),
             read_timeout: ConfigDuration::secs(10),
             write_timeout: ConfigDuration::secs(10),
@@ -202,12 +206,12 @@ impl ServiceInput for InfluxdbListener {
     type Config = ListenerConfig;
 
     fn new(config: ListenerConfig, _cx: &BuildContext) -> Result<Self, BuildError> {
-        if config.max_body_size.0 == 0 {
-            return Err(BuildError::new(
-                "`max_body_size` must be more than 0; try \"32MiB\"",
-            ));
-        }
-        let max_body = usize::try_from(config.max_body_size.0)
+        // Telegraf: "0 means to use the default of 32MiB" (its generated config says 0).
+        let max_body = match config.max_body_size.0 {
+            0 => DEFAULT_MAX_BODY,
+            n => n,
+        };
+        let max_body = usize::try_from(max_body)
             .map_err(|_| BuildError::new("`max_body_size` is too large"))?;
         if config.read_timeout.0 < Duration::from_millis(100) {
             return Err(BuildError::new(
