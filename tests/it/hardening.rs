@@ -641,3 +641,138 @@ fn telegrafs_generated_config_loads_unchanged() {
         );
     }
 }
+
+/// The agent's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// Sends a raw HTTP request (headers, then `body`) and returns the status of the answer, or 0
+/// when the connection closed without one.
+fn raw_post(addr: &str, path: &str, headers: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        // The agent may answer (and close) before the whole body is sent.
+    }
+    let mut answer = [0u8; 12];
+    match s.read_exact(&mut answer) {
+        Ok(()) => std::str::from_utf8(&answer[9..12])
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// 60 concurrent gzip bombs and 300 connections that claim a full-size body and send 6 KB:
+/// the bodies in flight stay within `max_inflight_body_bytes`, RSS stays under a bound far
+/// below what the bombs alone would take, and an honest writer is served all along.
+#[test]
+fn bombs_and_lying_content_lengths_cannot_exhaust_memory() {
+    const MAX_BODY: usize = 4 << 20;
+    let config = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+  max_body_size = "4MiB"
+  read_timeout = "30s"
+[[outputs.buckets]]
+"#;
+    let agent = TestAgent::start(config);
+    let pid = agent.child.id();
+    let addr = agent.addr.clone();
+    // Decompresses to more than max_body_size: each would hold 4 MiB, 240 MiB in all.
+    let line = b"bomb,host=h value=1i 1700000000000000000\n";
+    let mut plain = Vec::with_capacity(MAX_BODY + 1024 * 1024);
+    while plain.len() < MAX_BODY + (1 << 20) {
+        plain.extend_from_slice(line);
+    }
+    let bomb = Arc::new(gzip(&plain));
+    drop(plain);
+    assert!(bomb.len() < 200 << 10, "{}", bomb.len());
+    // 300 connections that claim 4 MiB, send 6 KB and wait.
+    let liars: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).ok()?;
+            let head = format!(
+                "POST /write?db=l HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY}\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).ok()?;
+            s.write_all(&vec![b'x'; 6 << 10]).ok()?;
+            Some(s)
+        })
+        .collect();
+    assert_eq!(liars.len(), 300);
+    let bombs: Vec<_> = (0..60)
+        .map(|_| {
+            let (addr, bomb) = (addr.clone(), Arc::clone(&bomb));
+            std::thread::spawn(move || {
+                raw_post(
+                    &addr,
+                    "/write?db=b",
+                    &format!(
+                        "Content-Encoding: gzip\r\nContent-Length: {}\r\n",
+                        bomb.len()
+                    ),
+                    &bomb,
+                )
+            })
+        })
+        .collect();
+    // The honest writer, meanwhile: each write is served (after Retry-After waits at most).
+    let honest_url = agent.url("/write?db=h");
+    let honest = std::thread::spawn(move || {
+        let mut served = 0;
+        for i in 0..20 {
+            let body = format!("ok,i={i} v={i}i");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let r = post(&honest_url, &[], body.as_bytes());
+                if r.status == 204 {
+                    served += 1;
+                    break;
+                }
+                assert_eq!(r.status, 503, "{}", r.body);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "an honest write was not served"
+                );
+                let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                std::thread::sleep(Duration::from_millis(200 * wait));
+            }
+        }
+        served
+    });
+    let statuses: Vec<u16> = bombs.into_iter().map(|b| b.join().unwrap()).collect();
+    assert_eq!(honest.join().unwrap(), 20);
+    // Each bomb is refused: 413 (past max_body_size) or 503 (past the bodies' budget).
+    assert!(
+        statuses.iter().all(|s| *s == 413 || *s == 503),
+        "{statuses:?}"
+    );
+    let peak = peak_rss(pid);
+    eprintln!(
+        "peak RSS under 60 bombs and 300 lying Content-Lengths: {} MiB; bomb statuses: 413 x{}, 503 x{}",
+        peak >> 20,
+        statuses.iter().filter(|s| **s == 413).count(),
+        statuses.iter().filter(|s| **s == 503).count()
+    );
+    // The bodies together hold at most 16 MiB (4 x max_body_size); the rest is the agent.
+    assert!(peak < 160 << 20, "peak RSS {} MiB", peak >> 20);
+    drop(liars);
+    assert_eq!(agent.export("h", &[]).len(), 20);
+}

@@ -53,6 +53,9 @@ pub struct ListenerConfig {
     pub max_body_size: ConfigSize,
     /// Longest line accepted; 0 means no limit but `max_body_size`. Default 0.
     pub max_line_size: ConfigSize,
+    /// Memory all request bodies in flight may hold together; past it, 503 with Retry-After.
+    /// Default four times `max_body_size`.
+    pub max_inflight_body_bytes: Option<ConfigSize>,
     /// Time to receive a request's headers and body. Default `"10s"`.
     pub read_timeout: ConfigDuration,
     /// Time to admit a received write into the buffers before answering 503. Default `"10s"`.
@@ -81,6 +84,7 @@ impl Default for ListenerConfig {
             service_address: ":8186".into(),
             max_body_size: ConfigSize(DEFAULT_MAX_BODY),
             max_line_size: ConfigSize(0),
+            max_inflight_body_bytes: None,
             read_timeout: ConfigDuration::secs(10),
             write_timeout: ConfigDuration::secs(10),
             max_connections: 1024,
@@ -99,6 +103,8 @@ impl Default for ListenerConfig {
 #[derive(Debug)]
 struct Settings {
     max_body: usize,
+    /// What the bodies in flight may hold together.
+    body_budget: Arc<http::body::Budget>,
     max_line: usize,
     read_timeout: Duration,
     write_timeout: Duration,
@@ -213,6 +219,18 @@ impl ServiceInput for InfluxdbListener {
         };
         let max_body = usize::try_from(max_body)
             .map_err(|_| BuildError::new("`max_body_size` is too large"))?;
+        let inflight = match config.max_inflight_body_bytes {
+            None => max_body.saturating_mul(4),
+            Some(ConfigSize(n)) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n < max_body {
+                    return Err(BuildError::new(format!(
+                        "`max_inflight_body_bytes` ({n}) must be at least `max_body_size` ({max_body}): a body of the largest size could never be read"
+                    )));
+                }
+                n
+            }
+        };
         if config.read_timeout.0 < Duration::from_millis(100) {
             return Err(BuildError::new(
                 "`read_timeout` must be at least 100ms; try \"10s\"",
@@ -245,6 +263,7 @@ impl ServiceInput for InfluxdbListener {
             mutual_tls,
             settings: Settings {
                 max_body,
+                body_budget: http::body::Budget::new(inflight),
                 max_line: usize::try_from(config.max_line_size.0).unwrap_or(usize::MAX),
                 read_timeout: config.read_timeout.0,
                 write_timeout: config.write_timeout.0,

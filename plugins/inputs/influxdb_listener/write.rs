@@ -166,8 +166,8 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(max);
     }
-    let read = body::read(req.into_body(), encoding, max);
-    let body = match tokio::time::timeout(state.settings.read_timeout, read).await {
+    let read = body::read(req.into_body(), encoding, max, &state.settings.body_budget);
+    let (body, body_memory) = match tokio::time::timeout(state.settings.read_timeout, read).await {
         Err(_) => {
             return error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -181,6 +181,21 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         Ok(Err(BodyError::TooLarge { max })) => return too_large(max),
         Ok(Err(e @ BodyError::Gzip(_))) => return bad_request(crate::error_chain(&e)),
         Ok(Err(e @ BodyError::Read(_))) => return bad_request(crate::error_chain(&e)),
+        Ok(Err(e @ BodyError::Busy { .. })) => {
+            static BUSY: LogLimit = LogLimit::new(10, std::time::Duration::from_secs(10));
+            if let Some(suppressed) = BUSY.allow() {
+                tracing::warn!(
+                    suppressed,
+                    "{e}: write refused with 503; the writer retries"
+                );
+            }
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{e}; nothing was written, retry later"),
+                1,
+            );
+        }
         Ok(Ok(body)) => body,
     };
     state
@@ -223,6 +238,7 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
     };
     // The parsed write owns its text: the body is not held while the write waits for buffers.
     crate::pool::give(body);
+    drop(body_memory);
     let parsed_points = match &write {
         Parsed::Lp(lp) => lp.points,
         Parsed::Metrics(m) => m.len(),
