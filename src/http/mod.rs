@@ -1,6 +1,14 @@
 //! The HTTP server plumbing: binding, the accept loop with a connection limit, keep-alive and
 //! header timeouts, graceful shutdown; and capped body reading ([`body`]).
 //!
+//! Connection slots: at most `max_connections` connections are served at once. When every slot
+//! is taken and another client connects, the connection that has been waiting longest outside
+//! a request (an idle keep-alive, a client still sending its headers, a TLS handshake) is
+//! closed to make room, so a new writer is served at once instead of after a timeout; a
+//! connection whose request is in a handler is never closed for this. Each request carries
+//! [`RequestStart`]: when its first byte arrived, so a handler can bound headers and body
+//! together.
+//!
 //! Handlers are plain async functions from a request to a response, so tests can call them
 //! without a socket. What the endpoints mean lives with the plugin that serves them
 //! (`plugins/inputs/influxdb_listener`).
@@ -14,8 +22,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,8 +35,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,8 +49,8 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub struct ServerOptions {
     /// Connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Time allowed to receive a request's headers (and between requests on a kept-alive
-    /// connection).
+    /// Time allowed to receive a request's headers, a TLS handshake, and between requests on
+    /// a kept-alive connection.
     pub header_timeout: Duration,
     /// Serve TLS with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -138,14 +150,11 @@ pub fn serve<H, F>(
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let open = Arc::new(OpenConnections::default());
     let conns = tracker.clone();
     let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tracker.spawn(async move {
         loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => return,
-                p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
-            };
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
@@ -158,32 +167,209 @@ pub fn serve<H, F>(
                     }
                 },
             };
+            let permit = match Arc::clone(&permits).try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    // Every slot is taken: make room by closing whoever waits longest outside
+                    // a request, again every 100 ms while none frees up.
+                    loop {
+                        open.evict_one();
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            p = Arc::clone(&permits).acquire_owned() => {
+                                break p.expect("the semaphore is never closed");
+                            }
+                            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        }
+                    }
+                }
+            };
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             let shutdown = shutdown.clone();
             let acceptor = acceptor.clone();
             let header_timeout = options.header_timeout;
+            let state = open.register();
+            let open = Arc::clone(&open);
             conns.spawn(async move {
                 let _permit = permit;
-                match acceptor {
-                    None => connection(stream, peer, handler, shutdown, header_timeout).await,
-                    Some(acceptor) => {
-                        // The handshake is bounded like the headers: a silent client cannot
-                        // hold a connection slot.
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                connection(tls, peer, handler, shutdown, header_timeout).await;
+                let stream = Clocked {
+                    inner: stream,
+                    state: Arc::clone(&state),
+                };
+                let serve = async {
+                    match acceptor {
+                        None => {
+                            connection(stream, peer, handler, shutdown, header_timeout, &state)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            // The handshake is bounded like the headers: a silent client cannot
+                            // hold a connection slot.
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => {
+                                    connection(tls, peer, handler, shutdown, header_timeout, &state)
+                                        .await;
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    () = state.evicted() => {
+                        tracing::debug!(%peer, "closed a connection waiting outside a request: every slot was taken");
+                    }
                 }
+                open.remove(&state);
             });
         }
     });
+}
+
+/// When the first byte of a request arrived (a request extension set by [`serve`]): a handler
+/// bounds the whole request, headers and body, from here.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestStart(pub Instant);
+
+/// The process's reference instant for the connections' clocks.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One served connection, as the slot keeper sees it.
+#[derive(Debug)]
+struct ConnState {
+    /// A request is in the handler: never closed to make room.
+    busy: AtomicBool,
+    /// Waiting for the first byte of a request (after the accept, or a response).
+    idle: AtomicBool,
+    /// When the current request's first byte arrived (ns since [`epoch`]).
+    started: AtomicU64,
+    /// When the connection last finished a request, or was accepted (ns since [`epoch`]).
+    last_active: AtomicU64,
+    evict: Notify,
+}
+
+impl ConnState {
+    /// Resolves once asked to close while no request is in a handler.
+    async fn evicted(&self) {
+        loop {
+            self.evict.notified().await;
+            if !self.busy.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn request_start(&self) -> Instant {
+        epoch() + Duration::from_nanos(self.started.load(Ordering::Acquire))
+    }
+}
+
+/// The connections being served, to choose one to close when every slot is taken.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    all: Mutex<Vec<Arc<ConnState>>>,
+}
+
+impl OpenConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ConnState>>> {
+        self.all.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self) -> Arc<ConnState> {
+        let now = since_epoch();
+        let state = Arc::new(ConnState {
+            busy: AtomicBool::new(false),
+            idle: AtomicBool::new(true),
+            started: AtomicU64::new(now),
+            last_active: AtomicU64::new(now),
+            evict: Notify::new(),
+        });
+        self.lock().push(Arc::clone(&state));
+        state
+    }
+
+    fn remove(&self, state: &Arc<ConnState>) {
+        let mut all = self.lock();
+        if let Some(i) = all.iter().position(|s| Arc::ptr_eq(s, state)) {
+            all.swap_remove(i);
+        }
+    }
+
+    /// Asks the connection that has waited longest outside a request to close.
+    fn evict_one(&self) {
+        let all = self.lock();
+        let victim = all
+            .iter()
+            .filter(|s| !s.busy.load(Ordering::Acquire))
+            .min_by_key(|s| s.last_active.load(Ordering::Acquire));
+        if let Some(v) = victim {
+            v.evict.notify_one();
+        }
+    }
+}
+
+/// A connection's stream that notes when each request's first byte arrives.
+struct Clocked<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Clocked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && self.state.idle.swap(false, Ordering::AcqRel)
+        {
+            self.state.started.store(since_epoch(), Ordering::Release);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Clocked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Serves one connection until it closes, or finishes its request in flight at shutdown.
@@ -193,14 +379,26 @@ async fn connection<S, H, F>(
     handler: H,
     shutdown: CancellationToken,
     header_timeout: Duration,
+    state: &Arc<ConnState>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let state = Arc::clone(state);
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req, peer).await) }
+        let state = Arc::clone(&state);
+        state.busy.store(true, Ordering::Release);
+        req.extensions_mut()
+            .insert(RequestStart(state.request_start()));
+        async move {
+            let response = handler(req, peer).await;
+            state.last_active.store(since_epoch(), Ordering::Release);
+            state.idle.store(true, Ordering::Release);
+            state.busy.store(false, Ordering::Release);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

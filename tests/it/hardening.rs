@@ -776,3 +776,93 @@ fn bombs_and_lying_content_lengths_cannot_exhaust_memory() {
     drop(liars);
     assert_eq!(agent.export("h", &[]).len(), 20);
 }
+
+/// Every slot held by idle and slowloris connections: a new writer is served within a second,
+/// because the connections that wait outside a request are closed to make room.
+#[test]
+fn idle_and_slowloris_connections_cannot_hold_every_slot() {
+    use std::io::Write;
+    let config = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+  max_connections = 64
+[[outputs.buckets]]
+"#;
+    let agent = TestAgent::start(config);
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = std::net::TcpStream::connect(&agent.addr).unwrap();
+        if i % 2 == 0 {
+            // Slowloris: headers begun, never finished.
+            s.write_all(b"POST /write?db=s HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        }
+        held.push(s);
+    }
+    // A kept-alive connection that finished a request is idle too.
+    let r = post(&agent.url("/write?db=h"), &[], b"warm v=1i");
+    assert_eq!(r.status, 204);
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let r = post(
+            &agent.url("/write?db=h"),
+            &[],
+            format!("m,i={i} v=1i").as_bytes(),
+        );
+        let waited = started.elapsed();
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert!(
+            waited < Duration::from_secs(1),
+            "an honest writer waited {waited:?} for a slot"
+        );
+        eprintln!("honest write {i} served in {waited:?} with every slot taken");
+    }
+    drop(held);
+    assert_eq!(agent.export("h", &[]).len(), 6);
+}
+
+/// `read_timeout` bounds headers and body together, and its answer is a 408.
+#[test]
+fn read_timeout_bounds_headers_and_body_together_with_a_408() {
+    use std::io::{Read, Write};
+    let config = r#"
+[agent]
+  data_dir = "{dir}/data"
+  omit_hostname = true
+[[inputs.influxdb_listener]]
+  service_address = "127.0.0.1:0"
+  read_timeout = "3s"
+  read_header_timeout = "3s"
+[[outputs.buckets]]
+"#;
+    let agent = TestAgent::start(config);
+    let mut s = std::net::TcpStream::connect(&agent.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = std::time::Instant::now();
+    // Headers over two seconds, then a body that never completes.
+    let head = b"POST /write?db=slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    for chunk in head.chunks(head.len() / 4 + 1) {
+        s.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.write_all(b"m v=1i\n").unwrap();
+    let mut answer = String::new();
+    let mut buf = [0u8; 1024];
+    while !answer.contains("\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer after {:?}",
+            started.elapsed()
+        );
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // 3 s from the first byte, not 3 s after the headers (which took 2 s).
+    assert!(took < Duration::from_millis(4200), "408 after {took:?}");
+    eprintln!("408 after {took:?} from the first byte");
+}

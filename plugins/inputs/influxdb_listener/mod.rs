@@ -56,8 +56,12 @@ pub struct ListenerConfig {
     /// Memory all request bodies in flight may hold together; past it, 503 with Retry-After.
     /// Default four times `max_body_size`.
     pub max_inflight_body_bytes: Option<ConfigSize>,
-    /// Time to receive a request's headers and body. Default `"10s"`.
+    /// Time to receive a request's headers and body, together. Default `"10s"`.
     pub read_timeout: ConfigDuration,
+    /// Time to receive a request's headers (and a TLS handshake), and the longest a
+    /// kept-alive connection waits for its next request. Default `"5s"`, at most
+    /// `read_timeout`.
+    pub read_header_timeout: Option<ConfigDuration>,
     /// Time to admit a received write into the buffers before answering 503. Default `"10s"`.
     pub write_timeout: ConfigDuration,
     /// Connections served at once. Default 1024.
@@ -86,6 +90,7 @@ impl Default for ListenerConfig {
             max_line_size: ConfigSize(0),
             max_inflight_body_bytes: None,
             read_timeout: ConfigDuration::secs(10),
+            read_header_timeout: None,
             write_timeout: ConfigDuration::secs(10),
             max_connections: 1024,
             accept_partial: false,
@@ -107,6 +112,7 @@ struct Settings {
     body_budget: Arc<http::body::Budget>,
     max_line: usize,
     read_timeout: Duration,
+    read_header_timeout: Duration,
     write_timeout: Duration,
     accept_partial: bool,
     add_agent_tags: bool,
@@ -236,6 +242,20 @@ impl ServiceInput for InfluxdbListener {
                 "`read_timeout` must be at least 100ms; try \"10s\"",
             ));
         }
+        let read_header_timeout = match config.read_header_timeout {
+            None => config.read_timeout.0.min(Duration::from_secs(5)),
+            Some(ConfigDuration(t)) if t < Duration::from_millis(100) => {
+                return Err(BuildError::new(
+                    "`read_header_timeout` must be at least 100ms; try \"5s\"",
+                ))
+            }
+            Some(ConfigDuration(t)) if t > config.read_timeout.0 => {
+                return Err(BuildError::new(
+                    "`read_header_timeout` cannot be longer than `read_timeout`, which bounds headers and body together",
+                ))
+            }
+            Some(ConfigDuration(t)) => t,
+        };
         if config.write_timeout.0 < Duration::from_millis(100) {
             return Err(BuildError::new(
                 "`write_timeout` must be at least 100ms; try \"10s\"",
@@ -266,6 +286,7 @@ impl ServiceInput for InfluxdbListener {
                 body_budget: http::body::Budget::new(inflight),
                 max_line: usize::try_from(config.max_line_size.0).unwrap_or(usize::MAX),
                 read_timeout: config.read_timeout.0,
+                read_header_timeout,
                 write_timeout: config.write_timeout.0,
                 accept_partial: config.accept_partial,
                 add_agent_tags: config.add_agent_tags,
@@ -300,7 +321,7 @@ impl ServiceInput for InfluxdbListener {
         let options = ServerOptions {
             tls: self.tls.clone(),
             max_connections: self.max_connections,
-            header_timeout: state.settings.read_timeout,
+            header_timeout: state.settings.read_header_timeout,
         };
         let auth = if state.settings.tokens.is_empty() {
             "off"

@@ -99,6 +99,12 @@ fn too_large(max: usize) -> HttpResponse {
 pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResponse {
     // One receive time for every point of the request that has no timestamp.
     let received = now_ns();
+    // Headers and body together get read_timeout, from the request's first byte.
+    let read_deadline = req
+        .extensions()
+        .get::<crate::http::RequestStart>()
+        .map_or_else(std::time::Instant::now, |s| s.0)
+        + state.settings.read_timeout;
     let params = params(&req);
     let token = match authenticate(state, &req, &params) {
         Ok(t) => t,
@@ -167,13 +173,14 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
         return too_large(max);
     }
     let read = body::read(req.into_body(), encoding, max, &state.settings.body_budget);
-    let (body, body_memory) = match tokio::time::timeout(state.settings.read_timeout, read).await {
+    let deadline = tokio::time::Instant::from_std(read_deadline);
+    let (body, body_memory) = match tokio::time::timeout_at(deadline, read).await {
         Err(_) => {
             return error(
                 StatusCode::REQUEST_TIMEOUT,
                 "invalid",
                 format!(
-                    "request body not received within read_timeout ({:?})",
+                    "request not received within read_timeout ({:?}, headers and body)",
                     state.settings.read_timeout
                 ),
             )
