@@ -14,6 +14,7 @@
 //! - [`durable`]: creating files and directories that survive a power cut; the `data_dir` lock.
 //! - [`http`]: the server plumbing and capped body reading.
 //! - [`pool`]: large buffers reused across writes.
+//! - [`memory`]: threads give freed memory back to the system as they go idle.
 //! - [`plugins`]: the plugin contracts and the registries of inputs, processors and outputs.
 //! - [`ratelimit`]: log lines that a flood cannot multiply.
 //! - [`systemd`]: readiness, stopping and watchdog notifications.
@@ -28,6 +29,7 @@ pub mod filter;
 pub mod host;
 pub mod http;
 pub mod line_protocol;
+pub mod memory;
 pub mod metric;
 pub mod pipeline;
 #[path = "../plugins/mod.rs"]

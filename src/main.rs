@@ -29,8 +29,18 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10;
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (libmimalloc-sys names no constant).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Gives the calling thread's freed memory back to the system (`mi_collect(true)`): what the
+/// idle threads call (`heliograph::memory`).
+#[allow(unsafe_code)]
+fn release_thread_memory() {
+    // SAFETY: mi_collect only walks and frees the calling thread's heap and the allocator's
+    // own structures; it takes no pointers from us.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 #[allow(unsafe_code)]
 fn tune_allocator() {
+    heliograph::memory::set_release(release_thread_memory);
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return; // the operator's choice, read by mimalloc itself
     }
@@ -91,10 +101,14 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // A worker that parks gives back what it freed (at most once a second).
+    builder.on_thread_park(|| {
+        thread_local!(static PARK: std::cell::RefCell<heliograph::memory::ParkRelease> =
+            std::cell::RefCell::new(heliograph::memory::ParkRelease::default()));
+        PARK.with(|p| p.borrow_mut().on_park(std::time::Instant::now()));
+    });
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -303,6 +317,24 @@ async fn run(config: Config, mut source: Source) -> anyhow::Result<ExitCode> {
     let shutdown_timeout = config.agent.shutdown_timeout.0;
     let mut running = pipeline::start(config).await.context("starting")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
+    // Once a second the buffer pools nothing took from are freed. The last park after a
+    // burst may come too soon after the one before to release: while there was traffic in the
+    // last two seconds, wake the workers so they park (and release) again. An idle agent is
+    // not woken.
+    tokio::spawn(async {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let mut busy_before = false;
+        loop {
+            tokio::time::sleep(heliograph::memory::IDLE_AFTER).await;
+            let busy = heliograph::memory::release_idle_pools();
+            if busy || busy_before {
+                for _ in 0..workers {
+                    tokio::spawn(async {});
+                }
+            }
+            busy_before = busy;
+        }
+    });
     // Every listener is bound and storage recovered: ready.
     heliograph::systemd::notify("READY=1\nSTATUS=accepting writes");
     if let Some(every) = heliograph::systemd::watchdog_interval() {

@@ -7,6 +7,7 @@
 //! ([`MAX_POOLED`] bytes), so idle buffers cost little memory.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Smaller buffers are not worth keeping: the allocator reuses them well.
@@ -21,6 +22,9 @@ const MAX_POOLED: usize = 4 << 20;
 pub struct Pool {
     free: Mutex<Vec<Vec<u8>>>,
     max_pooled: usize,
+    /// Buffers taken so far, and as last seen by [`Pool::clear_if_idle`].
+    takes: AtomicU64,
+    takes_seen: AtomicU64,
 }
 
 /// The process's pool.
@@ -32,6 +36,8 @@ impl Pool {
         Pool {
             free: Mutex::new(Vec::new()),
             max_pooled,
+            takes: AtomicU64::new(0),
+            takes_seen: AtomicU64::new(0),
         }
     }
 
@@ -42,6 +48,7 @@ impl Pool {
     /// An empty buffer with room for at least `capacity` bytes: the smallest idle one big
     /// enough, or a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
+        self.takes.fetch_add(1, Ordering::Relaxed);
         if (MIN_KEPT..=MAX_KEPT).contains(&capacity) {
             let mut free = self.free();
             if let Some(i) = best_fit(&free, capacity) {
@@ -55,6 +62,7 @@ impl Pool {
     /// first: for a user that takes many buffers at once (a compaction run), so idle buffers
     /// that are too small are not held beside new ones.
     pub fn take_replacing(&self, capacity: usize) -> Vec<u8> {
+        self.takes.fetch_add(1, Ordering::Relaxed);
         let mut free = self.free();
         if let Some(i) = best_fit(&free, capacity) {
             return free.swap_remove(i);
@@ -88,6 +96,18 @@ impl Pool {
     /// Frees every idle buffer.
     pub fn clear(&self) {
         self.free().clear();
+    }
+
+    /// Frees every idle buffer if none was taken since the last call: called on a timer, it
+    /// keeps the pool while traffic flows and lets it go once traffic stops. Returns whether
+    /// a buffer was taken since the last call (the pool was busy, and kept).
+    pub fn clear_if_idle(&self) -> bool {
+        let takes = self.takes.load(Ordering::Relaxed);
+        if self.takes_seen.swap(takes, Ordering::Relaxed) != takes {
+            return true;
+        }
+        self.free().clear();
+        false
     }
 
     /// The bytes of capacity idle in the pool.
@@ -166,6 +186,20 @@ impl Drop for Pooled {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_pool_is_cleared_a_busy_one_kept() {
+        let pool = Pool::new(4 << 20);
+        let b = pool.take(1 << 20);
+        pool.give(b);
+        assert!(
+            pool.clear_if_idle(),
+            "taken since the last look: busy, kept"
+        );
+        assert_eq!(pool.pooled_bytes(), 1 << 20);
+        assert!(!pool.clear_if_idle(), "nothing taken since: cleared");
+        assert_eq!(pool.pooled_bytes(), 0);
+    }
 
     #[test]
     fn buffers_are_reused_within_bounds() {

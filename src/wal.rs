@@ -595,7 +595,26 @@ impl Writer {
         // (no copy of the payloads into a group buffer).
         let mut group: Vec<([u8; HEADER], Payload)> = Vec::new();
         let mut replies = Vec::new();
-        while let Ok(first) = rx.recv() {
+        // After a commit, the first second without appends gives the group's freed memory back.
+        let mut worked = false;
+        loop {
+            let first = if worked {
+                match rx.recv_timeout(crate::memory::IDLE_AFTER) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        crate::memory::release_thread();
+                        worked = false;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
+            worked = true;
             group.clear();
             replies.clear();
             let mut bytes = 0;
@@ -638,6 +657,8 @@ impl Writer {
             for (i, (reply, _)) in replies.drain(..).enumerate() {
                 let _ = reply.send(result.clone().map(|_| first_seq + i as u64));
             }
+            // The group's payloads (up to MAX_GROUP_BYTES) are not kept until the next append.
+            group.clear();
         }
     }
 

@@ -31,6 +31,12 @@ const SUBFIELD: [u8; 2] = *b"Hg";
 /// Block writers' buffers (the compactor's and the merger's), kept apart from the listener's
 /// pool: a chunk written every few tens of milliseconds would fault its megabyte in afresh.
 static BUFFERS: Pool = Pool::new(3 << 20);
+
+/// Frees the block writers' idle buffers when no block was written since the last call;
+/// returns whether one was.
+pub(crate) fn clear_idle_buffers() -> bool {
+    BUFFERS.clear_if_idle()
+}
 /// The most bytes one stored deflate block holds.
 const STORED_MAX: usize = 65_535;
 const SUBFIELD_STORED: [u8; 2] = *b"Hs";

@@ -624,7 +624,12 @@ impl BucketStore {
                 Ok(0) => true,
                 Ok(_) => {
                     self.wake_merger.notify();
-                    self.pending_bytes() < self.run_due()
+                    let caught_up = self.pending_bytes() < self.run_due();
+                    if caught_up {
+                        // The runs' buffers are freed: give them back before waiting.
+                        crate::memory::release_thread();
+                    }
+                    caught_up
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "compaction failed; it will be retried");
@@ -644,6 +649,7 @@ impl BucketStore {
             if let Err(e) = self.maintain() {
                 tracing::error!(error = %e, "merge or retention failed; it will be retried");
             }
+            crate::memory::release_thread();
         }
     }
 

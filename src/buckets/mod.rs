@@ -20,7 +20,7 @@
 //! that crashed before its cursor moved) and chunks whose range another chunk covers (a merge
 //! that crashed before removing its inputs) are removed; the log still holds their records.
 
-mod blocks;
+pub(crate) mod blocks;
 mod compact;
 pub mod export;
 pub mod names;
