@@ -624,18 +624,24 @@ impl BucketStore {
                 Ok(0) => true,
                 Ok(_) => {
                     self.wake_merger.notify();
-                    let caught_up = self.pending_bytes() < self.run_due();
-                    if caught_up {
-                        // The runs' buffers are freed: give them back before waiting.
-                        crate::memory::release_thread();
-                    }
-                    caught_up
+                    self.pending_bytes() < self.run_due()
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "compaction failed; it will be retried");
                     true
                 }
             };
+            if wait {
+                // Caught up, the next run a while away: its buffers are not kept for it (a
+                // backlog's last full run kept up to 9 MiB of them), and what this thread
+                // freed goes back to the system.
+                self.run_buffers.clear();
+                self.line_lists
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                crate::memory::release_thread();
+            }
         }
     }
 

@@ -492,16 +492,18 @@ impl Relay {
             message.lines().next().unwrap_or("")
         );
         text.push_str(part);
-        let written = std::fs::create_dir_all(
+        // The batch leaves the spool once this returns: its file and directory are made
+        // durable first.
+        let written = crate::durable::create_dir_all(
             self.dead_letter
                 .parent()
                 .unwrap_or(std::path::Path::new(".")),
         )
-        .and_then(|()| {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.dead_letter)?;
+        .and_then(|_| {
+            let mut f = crate::durable::create_file(
+                &self.dead_letter,
+                std::fs::OpenOptions::new().append(true),
+            )?;
             f.write_all(text.as_bytes())?;
             f.sync_data()
         });
