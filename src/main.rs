@@ -102,11 +102,11 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // A worker that parks gives back what it freed (at most once a second).
+    // A worker that parks after traffic stopped gives back what it freed.
     builder.on_thread_park(|| {
         thread_local!(static PARK: std::cell::RefCell<heliograph::memory::ParkRelease> =
             std::cell::RefCell::new(heliograph::memory::ParkRelease::default()));
-        PARK.with(|p| p.borrow_mut().on_park(std::time::Instant::now()));
+        PARK.with(|p| p.borrow_mut().on_park());
     });
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -317,17 +317,18 @@ async fn run(config: Config, mut source: Source) -> anyhow::Result<ExitCode> {
     let shutdown_timeout = config.agent.shutdown_timeout.0;
     let mut running = pipeline::start(config).await.context("starting")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
-    // Once a second the buffer pools nothing took from are freed. The last park after a
-    // burst may come too soon after the one before to release: while there was traffic in the
-    // last two seconds, wake the workers so they park (and release) again. An idle agent is
-    // not woken.
+    // Once a second the buffer pools nothing took from are freed. When traffic stops (the
+    // pools were busy a second ago and are not now), the workers are asked to release and
+    // woken so that they park (and release) once. An idle agent is not woken; a busy one does
+    // not purge memory its next requests would fault in again.
     tokio::spawn(async {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let mut busy_before = false;
         loop {
             tokio::time::sleep(heliograph::memory::IDLE_AFTER).await;
             let busy = heliograph::memory::release_idle_pools();
-            if busy || busy_before {
+            if busy_before && !busy {
+                heliograph::memory::request_release();
                 for _ in 0..workers {
                     tokio::spawn(async {});
                 }

@@ -5,12 +5,13 @@
 //! threads that served it went idle holding hundreds of MiB until later traffic arrived. Each
 //! long-lived thread therefore calls [`release_thread`] as it goes idle after work: the log's
 //! writer after a second without appends, the compactor once caught up, the merger after each
-//! pass, and the runtime's workers when they park ([`ParkRelease`]). The binary installs the
+//! pass, and the runtime's workers at their first park after traffic stops ([`ParkRelease`]). The binary installs the
 //! allocator's collect function with [`set_release`]; without one (tests, the library alone)
 //! these calls do nothing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static RELEASE: OnceLock<fn()> = OnceLock::new();
 
@@ -39,23 +40,30 @@ pub fn release_idle_pools() -> bool {
     bodies || blocks
 }
 
-/// For a thread that parks often (a runtime worker): releases at most once per
-/// [`IDLE_AFTER`], so a busy worker that parks between tasks pays almost nothing.
+/// Asks the runtime's workers to release at their next park ([`ParkRelease`]): called once
+/// when traffic stops, not while it flows (a release purges memory the next request would
+/// fault in again).
+pub fn request_release() {
+    RELEASE_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+static RELEASE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// For a thread that parks often (a runtime worker): releases at a park once per
+/// [`request_release`].
 #[derive(Debug, Default)]
 pub struct ParkRelease {
-    last: Option<Instant>,
+    seen: u64,
 }
 
 impl ParkRelease {
     /// Called as the thread parks; returns whether it released.
-    pub fn on_park(&mut self, now: Instant) -> bool {
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < IDLE_AFTER)
-        {
+    pub fn on_park(&mut self) -> bool {
+        let epoch = RELEASE_EPOCH.load(Ordering::Relaxed);
+        if epoch == self.seen {
             return false;
         }
-        self.last = Some(now);
+        self.seen = epoch;
         release_thread();
         true
     }
@@ -66,12 +74,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parking_releases_at_most_once_per_idle_period() {
-        let start = Instant::now();
+    fn parking_releases_once_per_request() {
         let mut p = ParkRelease::default();
-        assert!(p.on_park(start));
-        assert!(!p.on_park(start + Duration::from_millis(10)));
-        assert!(!p.on_park(start + IDLE_AFTER - Duration::from_millis(1)));
-        assert!(p.on_park(start + IDLE_AFTER));
+        request_release();
+        assert!(p.on_park());
+        assert!(!p.on_park(), "once per request, however often it parks");
+        request_release();
+        assert!(p.on_park());
     }
 }

@@ -615,7 +615,32 @@ impl BucketStore {
         let interval = self.options.compaction_interval;
         // A backlog recovered at open may already hold full runs.
         let mut wait = self.pending_bytes() < self.run_due();
-        while !wait || self.wake.wait(interval, &self.stopped) {
+        // Whether run buffers are held from runs since the compactor last went idle.
+        let mut holding = false;
+        loop {
+            if wait {
+                let mut left = interval;
+                if holding {
+                    // A second without a full run due: the runs are over for now, and
+                    // their buffers (up to 9 MiB) go back to the system instead of waiting
+                    // for the next burst. Under a steady load the next run comes sooner and
+                    // they are kept (faulting them in afresh each run cost a tenth of the
+                    // compactor's time).
+                    let short = crate::memory::IDLE_AFTER.min(interval);
+                    match self.wake.wait_for(short, &self.stopped) {
+                        super::Wake::Stopped => return,
+                        super::Wake::Notified => left = Duration::ZERO,
+                        super::Wake::TimedOut => {
+                            self.release_run_buffers();
+                            holding = false;
+                            left = interval - short;
+                        }
+                    }
+                }
+                if !left.is_zero() && !self.wake.wait(left, &self.stopped) {
+                    return;
+                }
+            }
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
@@ -623,6 +648,7 @@ impl BucketStore {
             wait = match self.compact_once() {
                 Ok(0) => true,
                 Ok(_) => {
+                    holding = true;
                     self.wake_merger.notify();
                     self.pending_bytes() < self.run_due()
                 }
@@ -631,18 +657,17 @@ impl BucketStore {
                     true
                 }
             };
-            if wait {
-                // Caught up, the next run a while away: its buffers are not kept for it (a
-                // backlog's last full run kept up to 9 MiB of them), and what this thread
-                // freed goes back to the system.
-                self.run_buffers.clear();
-                self.line_lists
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-                crate::memory::release_thread();
-            }
         }
+    }
+
+    /// Frees the buffers kept from one run to the next, and what this thread freed.
+    fn release_run_buffers(&self) {
+        self.run_buffers.clear();
+        self.line_lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        crate::memory::release_thread();
     }
 
     /// Merges, retention and log trimming, beside compaction; also on a timer, since a

@@ -113,6 +113,11 @@ impl Signal {
     /// Waits until notified (or `timeout`), unless already notified or `stopped`; clears it.
     /// Returns whether the thread should go on (not `stopped`).
     fn wait(&self, timeout: Duration, stopped: &AtomicBool) -> bool {
+        self.wait_for(timeout, stopped) != Wake::Stopped
+    }
+
+    /// As [`Signal::wait`], saying why it returned.
+    fn wait_for(&self, timeout: Duration, stopped: &AtomicBool) -> Wake {
         let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
         if !*set && !stopped.load(Ordering::Acquire) {
             set = self
@@ -121,9 +126,23 @@ impl Signal {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        *set = false;
-        !stopped.load(Ordering::Acquire)
+        let notified = std::mem::replace(&mut *set, false);
+        if stopped.load(Ordering::Acquire) {
+            Wake::Stopped
+        } else if notified {
+            Wake::Notified
+        } else {
+            Wake::TimedOut
+        }
     }
+}
+
+/// Why [`Signal::wait_for`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Notified,
+    TimedOut,
+    Stopped,
 }
 
 /// (db, rp) → measurements seen.

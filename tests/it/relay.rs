@@ -62,13 +62,15 @@ fn delivers_dbs_rps_precisions_with_exact_values_and_types() {
         .status,
         204
     );
+    // Both writes upstream (the `||` once bound looser than `&&`, and the test went on with
+    // only the second there, failing on the first's missing series).
     assert!(eventually(Duration::from_secs(15), || influx
         .count("a", "m", "i")
         == 1
-        && influx.count("b", "week.w", "v") == 1
-        || influx.query("SELECT count(v) FROM week.w", "b")["results"]
-            [0]["series"][0]["values"][0][1]
-            == 1));
+        && (influx.count("b", "week.w", "v") == 1
+            || influx.query("SELECT count(v) FROM week.w", "b")
+                ["results"][0]["series"][0]["values"][0][1]
+                == 1)));
     let a = influx.query("SELECT * FROM m", "a");
     let row = &a["results"][0]["series"][0];
     let cols: Vec<&str> = row["columns"]
