@@ -7,13 +7,6 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 const BUCKETS: &str = r#"
 [agent]
   data_dir = "{dir}/data"
@@ -22,6 +15,14 @@ const BUCKETS: &str = r#"
   service_address = "127.0.0.1:0"
 [[outputs.buckets]]
 "#;
+
+/// A listener (with `listener` keys) into local buckets.
+fn buckets_with(listener: &str) -> String {
+    BUCKETS.replace(
+        "  service_address = \"127.0.0.1:0\"\n",
+        &format!("  service_address = \"127.0.0.1:0\"\n{listener}\n"),
+    )
+}
 
 /// The line of `config` that holds `needle`, 1-based.
 fn line_of(config: &str, needle: &str) -> usize {
@@ -156,13 +157,10 @@ fn exit_of(mut child: std::process::Child, within: Duration) -> (Option<i32>, St
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            if let Some(mut stderr) = child.stderr.take() {
+                use std::io::Read;
+                stderr.read_to_string(&mut err).unwrap();
+            }
             return (status.code(), err);
         }
         if std::time::Instant::now() > deadline {
@@ -311,7 +309,7 @@ fn every_new_entry_is_fsynced_in_its_parent_before_the_first_204() {
     let config_path = dir.path().join("agent.toml");
     std::fs::write(&config_path, config).unwrap();
     let trace = dir.path().join("trace");
-    let mut child = Command::new("strace")
+    let child = Command::new("strace")
         .args(["-f", "-y", "-s", "24", "-o"])
         .arg(&trace)
         .args([
@@ -336,11 +334,20 @@ fn every_new_entry_is_fsynced_in_its_parent_before_the_first_204() {
         }
         true
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    // A killed strace leaves its tracee running: stop the agent itself (the trace's first
+    // pid); strace then ends by itself, its trace complete.
+    let first = std::fs::read_to_string(&trace).unwrap_or_default();
+    if let Some(pid) = first
+        .split_whitespace()
+        .next()
+        .filter(|p| p.parse::<u32>().is_ok())
+    {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    let _ = exit_of(child, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&trace).unwrap();
     assert!(up, "the agent did not answer under strace");
     assert_eq!(status, 204);
-    let text = std::fs::read_to_string(&trace).unwrap();
     let data = data.to_str().unwrap();
     let violations = unsynced_entries(&text, data);
     assert!(
@@ -681,17 +688,9 @@ fn raw_post(addr: &str, path: &str, headers: &str, body: &[u8]) -> u16 {
 #[test]
 fn bombs_and_lying_content_lengths_cannot_exhaust_memory() {
     const MAX_BODY: usize = 4 << 20;
-    let config = r#"
-[agent]
-  data_dir = "{dir}/data"
-  omit_hostname = true
-[[inputs.influxdb_listener]]
-  service_address = "127.0.0.1:0"
-  max_body_size = "4MiB"
-  read_timeout = "30s"
-[[outputs.buckets]]
-"#;
-    let agent = TestAgent::start(config);
+    let agent = TestAgent::start(&buckets_with(
+        "  max_body_size = \"4MiB\"\n  read_timeout = \"30s\"",
+    ));
     let pid = agent.child.id();
     let addr = agent.addr.clone();
     // Decompresses to more than max_body_size: each would hold 4 MiB, 240 MiB in all.
@@ -782,16 +781,7 @@ fn bombs_and_lying_content_lengths_cannot_exhaust_memory() {
 #[test]
 fn idle_and_slowloris_connections_cannot_hold_every_slot() {
     use std::io::Write;
-    let config = r#"
-[agent]
-  data_dir = "{dir}/data"
-  omit_hostname = true
-[[inputs.influxdb_listener]]
-  service_address = "127.0.0.1:0"
-  max_connections = 64
-[[outputs.buckets]]
-"#;
-    let agent = TestAgent::start(config);
+    let agent = TestAgent::start(&buckets_with("  max_connections = 64"));
     let mut held = Vec::new();
     for i in 0..200 {
         let mut s = std::net::TcpStream::connect(&agent.addr).unwrap();
@@ -825,17 +815,9 @@ fn idle_and_slowloris_connections_cannot_hold_every_slot() {
 #[test]
 fn read_timeout_bounds_headers_and_body_together_with_a_408() {
     use std::io::{Read, Write};
-    let config = r#"
-[agent]
-  data_dir = "{dir}/data"
-  omit_hostname = true
-[[inputs.influxdb_listener]]
-  service_address = "127.0.0.1:0"
-  read_timeout = "3s"
-  read_header_timeout = "3s"
-[[outputs.buckets]]
-"#;
-    let agent = TestAgent::start(config);
+    let agent = TestAgent::start(&buckets_with(
+        "  read_timeout = \"3s\"\n  read_header_timeout = \"3s\"",
+    ));
     let mut s = std::net::TcpStream::connect(&agent.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let started = std::time::Instant::now();
