@@ -317,25 +317,13 @@ async fn run(config: Config, mut source: Source) -> anyhow::Result<ExitCode> {
     let shutdown_timeout = config.agent.shutdown_timeout.0;
     let mut running = pipeline::start(config).await.context("starting")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "heliograph started");
-    // Once a second the buffer pools nothing took from are freed. When traffic stops (the
-    // pools were busy a second ago and are not now), the workers are asked to release and
-    // woken so that they park (and release) once. An idle agent is not woken; a busy one does
-    // not purge memory its next requests would fault in again.
-    tokio::spawn(async {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        let mut busy_before = false;
-        loop {
-            tokio::time::sleep(heliograph::memory::IDLE_AFTER).await;
-            let busy = heliograph::memory::release_idle_pools();
-            if busy_before && !busy {
-                heliograph::memory::request_release();
-                for _ in 0..workers {
-                    tokio::spawn(async {});
-                }
-            }
-            busy_before = busy;
+    // After traffic stops, idle buffer pools are freed and the workers release what they freed.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tokio::spawn(heliograph::memory::release_after_traffic(move || {
+        for _ in 0..workers {
+            tokio::spawn(async {});
         }
-    });
+    }));
     // Every listener is bound and storage recovered: ready.
     heliograph::systemd::notify("READY=1\nSTATUS=accepting writes");
     if let Some(every) = heliograph::systemd::watchdog_interval() {

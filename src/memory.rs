@@ -9,7 +9,7 @@
 //! allocator's collect function with [`set_release`]; without one (tests, the library alone)
 //! these calls do nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -38,6 +38,59 @@ pub fn release_idle_pools() -> bool {
     let bodies = crate::pool::POOL.clear_if_idle();
     let blocks = crate::buckets::blocks::clear_idle_buffers();
     bodies || blocks
+}
+
+/// Traffic through the buffer pools since the start: (buffers taken, their bytes).
+fn traffic() -> (u64, u64) {
+    let (blocks, block_bytes) = crate::buckets::blocks::buffer_traffic();
+    (
+        crate::pool::POOL.takes() + blocks,
+        crate::pool::POOL.taken_bytes() + block_bytes,
+    )
+}
+
+/// Set while [`release_after_traffic`] sleeps until the next traffic.
+static WAITING: AtomicBool = AtomicBool::new(false);
+static TRAFFIC: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Called as a buffer is taken from a pool: wakes [`release_after_traffic`] when it waits.
+pub(crate) fn note_traffic() {
+    if WAITING.load(Ordering::Relaxed) && WAITING.swap(false, Ordering::AcqRel) {
+        TRAFFIC.notify_one();
+    }
+}
+
+/// A burst smaller than this (the system inputs' gathers, a trickle of writes) leaves little
+/// to give back: the workers are not asked to release after it.
+const RELEASE_AFTER_BYTES: u64 = 8 << 20;
+
+/// Runs for the agent's life: asleep while there is no traffic; after traffic, ticks once per
+/// [`IDLE_AFTER`] until a tick finds the pools unused, frees them, and, when the traffic moved
+/// at least [`RELEASE_AFTER_BYTES`], asks the workers to release ([`request_release`]) and
+/// calls `wake_workers` so that they park (and release). An idle agent is not woken; a busy one
+/// does not purge memory its next requests would fault in again.
+pub async fn release_after_traffic(wake_workers: impl Fn()) {
+    let mut released_at = traffic().1;
+    loop {
+        let seen = traffic().0;
+        WAITING.store(true, Ordering::Release);
+        if traffic().0 == seen {
+            TRAFFIC.notified().await;
+        }
+        WAITING.store(false, Ordering::Release);
+        loop {
+            tokio::time::sleep(IDLE_AFTER).await;
+            if !release_idle_pools() {
+                break;
+            }
+        }
+        let moved = traffic().1;
+        if moved.saturating_sub(released_at) >= RELEASE_AFTER_BYTES {
+            request_release();
+            wake_workers();
+        }
+        released_at = moved;
+    }
 }
 
 /// Asks the runtime's workers to release at their next park ([`ParkRelease`]): called once

@@ -25,6 +25,8 @@ pub struct Pool {
     /// Buffers taken so far, and as last seen by [`Pool::clear_if_idle`].
     takes: AtomicU64,
     takes_seen: AtomicU64,
+    /// Bytes of capacity asked for so far (what traffic went through the pool).
+    taken_bytes: AtomicU64,
 }
 
 /// The process's pool.
@@ -38,6 +40,7 @@ impl Pool {
             max_pooled,
             takes: AtomicU64::new(0),
             takes_seen: AtomicU64::new(0),
+            taken_bytes: AtomicU64::new(0),
         }
     }
 
@@ -48,7 +51,7 @@ impl Pool {
     /// An empty buffer with room for at least `capacity` bytes: the smallest idle one big
     /// enough, or a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
-        self.takes.fetch_add(1, Ordering::Relaxed);
+        self.note_take(capacity);
         if (MIN_KEPT..=MAX_KEPT).contains(&capacity) {
             let mut free = self.free();
             if let Some(i) = best_fit(&free, capacity) {
@@ -62,7 +65,7 @@ impl Pool {
     /// first: for a user that takes many buffers at once (a compaction run), so idle buffers
     /// that are too small are not held beside new ones.
     pub fn take_replacing(&self, capacity: usize) -> Vec<u8> {
-        self.takes.fetch_add(1, Ordering::Relaxed);
+        self.note_take(capacity);
         let mut free = self.free();
         if let Some(i) = best_fit(&free, capacity) {
             return free.swap_remove(i);
@@ -91,6 +94,23 @@ impl Pool {
         if pooled + capacity <= self.max_pooled {
             free.push(buf);
         }
+    }
+
+    fn note_take(&self, capacity: usize) {
+        self.takes.fetch_add(1, Ordering::Relaxed);
+        self.taken_bytes
+            .fetch_add(capacity as u64, Ordering::Relaxed);
+        crate::memory::note_traffic();
+    }
+
+    /// Buffers taken so far.
+    pub fn takes(&self) -> u64 {
+        self.takes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of capacity asked for so far.
+    pub fn taken_bytes(&self) -> u64 {
+        self.taken_bytes.load(Ordering::Relaxed)
     }
 
     /// Frees every idle buffer.

@@ -37,6 +37,11 @@ static BUFFERS: Pool = Pool::new(3 << 20);
 pub(crate) fn clear_idle_buffers() -> bool {
     BUFFERS.clear_if_idle()
 }
+
+/// The block writers' buffers taken so far, and their bytes.
+pub(crate) fn buffer_traffic() -> (u64, u64) {
+    (BUFFERS.takes(), BUFFERS.taken_bytes())
+}
 /// The most bytes one stored deflate block holds.
 const STORED_MAX: usize = 65_535;
 const SUBFIELD_STORED: [u8; 2] = *b"Hs";
