@@ -4,10 +4,11 @@
 //! heap and returns it to the system only when the thread allocates again: after a burst, the
 //! threads that served it went idle holding hundreds of MiB until later traffic arrived. Each
 //! long-lived thread therefore calls [`release_thread`] as it goes idle after work: the log's
-//! writer after a second without appends, the compactor once caught up, the merger after each
-//! pass, and the runtime's workers at their first park after traffic stops ([`ParkRelease`]). The binary installs the
-//! allocator's collect function with [`set_release`]; without one (tests, the library alone)
-//! these calls do nothing.
+//! writer after a second without appends, the compactor a second after its last full run, the
+//! merger after each pass, and the runtime's workers at their first park after traffic stops
+//! ([`ParkRelease`], asked for by [`release_after_traffic`], which also frees the idle buffer
+//! pools). The binary installs the allocator's collect function with [`set_release`]; without
+//! one (tests, the library alone) these calls do nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -31,10 +32,10 @@ pub fn release_thread() {
 }
 
 /// Frees the buffer pools that nothing took from since the last call (the write path's
-/// bodies and records, the compactor's blocks): called once per [`IDLE_AFTER`], it keeps
-/// them while traffic flows and lets them go once it stops. Returns whether there was
+/// bodies and records, the compactor's blocks): called once per [`IDLE_AFTER`] after traffic,
+/// it keeps them while traffic flows and lets them go once it stops. Returns whether there was
 /// traffic since the last call.
-pub fn release_idle_pools() -> bool {
+fn release_idle_pools() -> bool {
     let bodies = crate::pool::POOL.clear_if_idle();
     let blocks = crate::buckets::blocks::clear_idle_buffers();
     bodies || blocks
@@ -96,7 +97,7 @@ pub async fn release_after_traffic(wake_workers: impl Fn()) {
 /// Asks the runtime's workers to release at their next park ([`ParkRelease`]): called once
 /// when traffic stops, not while it flows (a release purges memory the next request would
 /// fault in again).
-pub fn request_release() {
+fn request_release() {
     RELEASE_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
