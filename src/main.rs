@@ -149,15 +149,6 @@ fn export(
         start: time(start).context("--start")?,
         end: time(end).context("--end")?,
     };
-    if let (Some(s), Some(e)) = (request.start, request.end) {
-        if s > e {
-            anyhow::bail!(
-                "--start ({}) is after --end ({}): the range is empty",
-                start.unwrap_or_default(),
-                end.unwrap_or_default()
-            );
-        }
-    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     export(&request, &mut out).with_context(|| format!("exporting {db}/{rp}"))?;
@@ -269,14 +260,8 @@ async fn reload(
             return Ok(running);
         }
     };
-    if config.agent.data_dir != running.data_dir() {
-        // The buckets and spools stay where they are: writing on in the old directory would
-        // hide that data at the next start, and moving would have to copy it all.
-        tracing::error!(
-            running = %running.data_dir().display(),
-            new = %config.agent.data_dir.display(),
-            "SIGHUP: [agent] data_dir cannot change by a reload (restart the agent to use another directory); the running configuration is kept"
-        );
+    if let Some(why) = running.reload_refusal(&config) {
+        tracing::error!("SIGHUP: {why}; the running configuration is kept");
         notify("READY=1\nSTATUS=accepting writes (the last reload was refused)");
         return Ok(running);
     }

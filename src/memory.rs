@@ -41,13 +41,9 @@ fn release_idle_pools() -> bool {
     bodies || blocks
 }
 
-/// Traffic through the buffer pools since the start: (buffers taken, their bytes).
-fn traffic() -> (u64, u64) {
-    let (blocks, block_bytes) = crate::buckets::blocks::buffer_traffic();
-    (
-        crate::pool::POOL.takes() + blocks,
-        crate::pool::POOL.taken_bytes() + block_bytes,
-    )
+/// Bytes taken from the buffer pools since the start.
+fn traffic() -> u64 {
+    crate::pool::POOL.taken_bytes() + crate::buckets::blocks::buffer_traffic()
 }
 
 /// Set while [`release_after_traffic`] sleeps until the next traffic.
@@ -71,11 +67,11 @@ const RELEASE_AFTER_BYTES: u64 = 8 << 20;
 /// calls `wake_workers` so that they park (and release). An idle agent is not woken; a busy one
 /// does not purge memory its next requests would fault in again.
 pub async fn release_after_traffic(wake_workers: impl Fn()) {
-    let mut released_at = traffic().1;
+    let mut released_at = traffic();
     loop {
-        let seen = traffic().0;
+        let seen = traffic();
         WAITING.store(true, Ordering::Release);
-        if traffic().0 == seen {
+        if traffic() == seen {
             TRAFFIC.notified().await;
         }
         WAITING.store(false, Ordering::Release);
@@ -85,7 +81,7 @@ pub async fn release_after_traffic(wake_workers: impl Fn()) {
                 break;
             }
         }
-        let moved = traffic().1;
+        let moved = traffic();
         if moved.saturating_sub(released_at) >= RELEASE_AFTER_BYTES {
             request_release();
             wake_workers();

@@ -819,9 +819,17 @@ impl Running {
         }
     }
 
-    /// `[agent] data_dir` of this configuration.
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.data_dir
+    /// Why `config` cannot replace this configuration by a reload, if it cannot: it moves
+    /// `[agent] data_dir` (the buckets and spools stay where they are; writing on in the old
+    /// directory would hide that data at the next start, and moving would copy it all).
+    pub fn reload_refusal(&self, config: &Config) -> Option<String> {
+        (config.agent.data_dir != self.data_dir).then(|| {
+            format!(
+                "[agent] data_dir cannot change by a reload (from {} to {}): restart the agent to use another directory",
+                self.data_dir.display(),
+                config.agent.data_dir.display()
+            )
+        })
     }
 
     /// Stops inputs (the listener answers 503 from now on), then flushes every buffer to its

@@ -22,11 +22,10 @@ const MAX_POOLED: usize = 4 << 20;
 pub struct Pool {
     free: Mutex<Vec<Vec<u8>>>,
     max_pooled: usize,
-    /// Buffers taken so far, and as last seen by [`Pool::clear_if_idle`].
-    takes: AtomicU64,
-    takes_seen: AtomicU64,
-    /// Bytes of capacity asked for so far (what traffic went through the pool).
+    /// Bytes of capacity asked for so far (at least one a take: what traffic went through the
+    /// pool), and as last seen by [`Pool::clear_if_idle`].
     taken_bytes: AtomicU64,
+    seen_bytes: AtomicU64,
 }
 
 /// The process's pool.
@@ -38,9 +37,8 @@ impl Pool {
         Pool {
             free: Mutex::new(Vec::new()),
             max_pooled,
-            takes: AtomicU64::new(0),
-            takes_seen: AtomicU64::new(0),
             taken_bytes: AtomicU64::new(0),
+            seen_bytes: AtomicU64::new(0),
         }
     }
 
@@ -97,15 +95,9 @@ impl Pool {
     }
 
     fn note_take(&self, capacity: usize) {
-        self.takes.fetch_add(1, Ordering::Relaxed);
         self.taken_bytes
-            .fetch_add(capacity as u64, Ordering::Relaxed);
+            .fetch_add(capacity.max(1) as u64, Ordering::Relaxed);
         crate::memory::note_traffic();
-    }
-
-    /// Buffers taken so far.
-    pub fn takes(&self) -> u64 {
-        self.takes.load(Ordering::Relaxed)
     }
 
     /// Bytes of capacity asked for so far.
@@ -122,8 +114,8 @@ impl Pool {
     /// keeps the pool while traffic flows and lets it go once traffic stops. Returns whether
     /// a buffer was taken since the last call (the pool was busy, and kept).
     pub fn clear_if_idle(&self) -> bool {
-        let takes = self.takes.load(Ordering::Relaxed);
-        if self.takes_seen.swap(takes, Ordering::Relaxed) != takes {
+        let taken = self.taken_bytes.load(Ordering::Relaxed);
+        if self.seen_bytes.swap(taken, Ordering::Relaxed) != taken {
             return true;
         }
         self.free().clear();

@@ -27,6 +27,7 @@ use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -598,21 +599,20 @@ impl Writer {
         // After a commit, the first second without appends gives the group's freed memory back.
         let mut worked = false;
         loop {
-            let first = if worked {
-                match rx.recv_timeout(crate::memory::IDLE_AFTER) {
-                    Ok(r) => r,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        crate::memory::release_thread();
-                        worked = false;
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+            // (A wait too long for a deadline is a plain `recv`.)
+            let wait = if worked {
+                crate::memory::IDLE_AFTER
             } else {
-                match rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
+                Duration::MAX
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    crate::memory::release_thread();
+                    worked = false;
+                    continue;
                 }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             worked = true;
             group.clear();

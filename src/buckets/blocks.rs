@@ -38,9 +38,9 @@ pub(crate) fn clear_idle_buffers() -> bool {
     BUFFERS.clear_if_idle()
 }
 
-/// The block writers' buffers taken so far, and their bytes.
-pub(crate) fn buffer_traffic() -> (u64, u64) {
-    (BUFFERS.takes(), BUFFERS.taken_bytes())
+/// Bytes of the block writers' buffers taken so far.
+pub(crate) fn buffer_traffic() -> u64 {
+    BUFFERS.taken_bytes()
 }
 /// The most bytes one stored deflate block holds.
 const STORED_MAX: usize = 65_535;

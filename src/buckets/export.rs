@@ -37,6 +37,9 @@ pub struct ExportRequest {
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// `start` is after `end`: nothing could be in the range.
+    #[error("--start is after --end: nothing is in the range")]
+    EmptyRange,
     /// No store in the data dir.
     #[error("no local buckets in {} (is this the agent's data_dir?)", .0.display())]
     NoStore(PathBuf),
@@ -56,8 +59,13 @@ pub enum ExportError {
 /// Streams the bucket to `out`; returns the points written.
 ///
 /// # Errors
-/// [`ExportError`]: no store, no bucket, or an I/O error.
+/// [`ExportError`]: an inverted range, no store, no bucket, or an I/O error.
 pub fn export(req: &ExportRequest, out: &mut dyn Write) -> Result<u64, ExportError> {
+    if let (Some(s), Some(e)) = (req.start, req.end) {
+        if s > e {
+            return Err(ExportError::EmptyRange);
+        }
+    }
     let (wal_dir, cursor_path, readers_path) = paths(&req.data_dir);
     let root = req.data_dir.join("buckets");
     if !root.join("data").is_dir() {

@@ -37,7 +37,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -149,8 +149,7 @@ pub fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let open = Arc::new(OpenConnections::default());
+    let open = Arc::new(OpenConnections::new(options.max_connections));
     let conns = tracker.clone();
     let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tracker.spawn(async move {
@@ -167,21 +166,17 @@ pub fn serve<H, F>(
                     }
                 },
             };
-            let permit = match Arc::clone(&permits).try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    // Every slot is taken: make room by closing whoever waits longest outside
-                    // a request, again every 100 ms while none frees up.
-                    loop {
-                        open.evict_one();
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            p = Arc::clone(&permits).acquire_owned() => {
-                                break p.expect("the semaphore is never closed");
-                            }
-                            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        }
-                    }
+            // When every slot is taken, make room by closing whoever waits longest outside a
+            // request, again every 100 ms while none frees up.
+            let slot = loop {
+                if let Some(slot) = open.try_take() {
+                    break slot;
+                }
+                open.evict_one();
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = open.freed.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
             };
             let _ = stream.set_nodelay(true);
@@ -189,10 +184,9 @@ pub fn serve<H, F>(
             let shutdown = shutdown.clone();
             let acceptor = acceptor.clone();
             let header_timeout = options.header_timeout;
-            let state = open.register();
-            let open = Arc::clone(&open);
+            let state = Arc::clone(&slot.state);
             conns.spawn(async move {
-                let _permit = permit;
+                let _slot = slot;
                 let stream = Clocked {
                     inner: stream,
                     state: Arc::clone(&state),
@@ -227,7 +221,6 @@ pub fn serve<H, F>(
                         tracing::debug!(%peer, "closed a connection waiting outside a request: every slot was taken");
                     }
                 }
-                open.remove(&state);
             });
         }
     });
@@ -278,18 +271,52 @@ impl ConnState {
     }
 }
 
-/// The connections being served, to choose one to close when every slot is taken.
-#[derive(Debug, Default)]
+/// The connections being served: at most `max` (the slots), and which one to close when
+/// every slot is taken.
+#[derive(Debug)]
 struct OpenConnections {
     all: Mutex<Vec<Arc<ConnState>>>,
+    max: usize,
+    /// A slot was freed.
+    freed: Notify,
+}
+
+/// A connection's slot, given back when dropped (however its task ends).
+struct Slot {
+    open: Arc<OpenConnections>,
+    state: Arc<ConnState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut all = self.open.lock();
+        if let Some(i) = all.iter().position(|s| Arc::ptr_eq(s, &self.state)) {
+            all.swap_remove(i);
+        }
+        drop(all);
+        self.open.freed.notify_one();
+    }
 }
 
 impl OpenConnections {
+    fn new(max: usize) -> Self {
+        OpenConnections {
+            all: Mutex::new(Vec::new()),
+            max: max.max(1),
+            freed: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ConnState>>> {
         self.all.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self) -> Arc<ConnState> {
+    /// A slot for a new connection, if one is free.
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        let mut all = self.lock();
+        if all.len() >= self.max {
+            return None;
+        }
         let now = since_epoch();
         let state = Arc::new(ConnState {
             busy: AtomicBool::new(false),
@@ -298,15 +325,11 @@ impl OpenConnections {
             last_active: AtomicU64::new(now),
             evict: Notify::new(),
         });
-        self.lock().push(Arc::clone(&state));
-        state
-    }
-
-    fn remove(&self, state: &Arc<ConnState>) {
-        let mut all = self.lock();
-        if let Some(i) = all.iter().position(|s| Arc::ptr_eq(s, state)) {
-            all.swap_remove(i);
-        }
+        all.push(Arc::clone(&state));
+        Some(Slot {
+            open: Arc::clone(self),
+            state,
+        })
     }
 
     /// Asks the connection that has waited longest outside a request to close.

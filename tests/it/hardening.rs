@@ -917,3 +917,29 @@ fn memory_goes_back_after_a_burst() {
         peak >> 20
     );
 }
+
+#[test]
+fn listener_limits_that_cannot_work_are_config_errors() {
+    for (keys, says) in [
+        (
+            "  max_body_size = \"8MiB\"\n  max_inflight_body_bytes = \"1MiB\"",
+            "`max_inflight_body_bytes`",
+        ),
+        (
+            "  read_timeout = \"2s\"\n  read_header_timeout = \"5s\"",
+            "`read_header_timeout` cannot be longer than `read_timeout`",
+        ),
+        (
+            "  read_header_timeout = \"10ms\"",
+            "`read_header_timeout` must be",
+        ),
+    ] {
+        let config = format!("[[inputs.influxdb_listener]]\n{keys}\n[[outputs.file]]\n");
+        let (code, _, err) = check(&config);
+        assert_eq!(code, 1, "{config}: {err}");
+        assert!(
+            err.contains("agent.toml:1:") && err.contains(says),
+            "{config}: {err}"
+        );
+    }
+}

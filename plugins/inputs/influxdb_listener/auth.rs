@@ -32,11 +32,12 @@ pub struct TokenConfig {
     /// What the token may do in its databases: `write`, `read` (SHOW and SELECT), `manage`
     /// (CREATE / ALTER / DROP of databases, retention policies and series). Default
     /// `["write", "read"]`.
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<Permission>>,
 }
 
-/// What a token may do in its databases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a token may do in its databases (`permissions = ["write", "read", "manage"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Permission {
     /// `POST /write`, `/api/v2/write`.
     Write,
@@ -135,24 +136,12 @@ pub fn build(configs: Vec<TokenConfig>) -> Result<Vec<Token>, BuildError> {
                 c.name
             )));
         }
-        let mut permissions = 0;
-        for p in c
+        let permissions = c
             .permissions
             .as_deref()
-            .unwrap_or(&["write".to_owned(), "read".to_owned()])
-        {
-            permissions |= match p.as_str() {
-                "write" => Permission::Write.bit(),
-                "read" => Permission::Read.bit(),
-                "manage" => Permission::Manage.bit(),
-                other => {
-                    return Err(BuildError::new(format!(
-                        "token {:?}: unknown permission {other:?}; use \"write\", \"read\" or \"manage\"",
-                        c.name
-                    )))
-                }
-            };
-        }
+            .unwrap_or(&[Permission::Write, Permission::Read])
+            .iter()
+            .fold(0, |bits, p| bits | p.bit());
         if permissions == 0 {
             return Err(BuildError::new(format!(
                 "token {:?} lists no `permissions`; it could do nothing",
@@ -377,26 +366,26 @@ mod tests {
             secret: "sm".into(),
             databases: vec!["*".into()],
             max_points_per_second: None,
-            permissions: Some(vec!["manage".into()]),
+            permissions: Some(vec![Permission::Manage]),
         }])
         .unwrap();
         assert!(manager[0].may(Permission::Manage, "x") && !manager[0].has(Permission::Write));
-        let bad = TokenConfig {
+        let none = TokenConfig {
             name: "b".into(),
             secret: "sb".into(),
             databases: vec!["*".into()],
             max_points_per_second: None,
-            permissions: Some(vec!["admin".into()]),
-        };
-        assert!(build(vec![bad.clone()])
-            .unwrap_err()
-            .message
-            .contains("unknown permission"));
-        let none = TokenConfig {
             permissions: Some(vec![]),
-            ..bad
         };
         assert!(build(vec![none]).is_err());
+        // An unknown permission is refused as the config loads, naming file, line and key.
+        let e = crate::plugins::processors::testing::error(
+            "[[inputs.influxdb_listener]]\n[[inputs.influxdb_listener.token]]\nname = \"a\"\nsecret = \"s\"\ndatabases = [\"*\"]\npermissions = [\"admin\"]\n[[outputs.file]]\n",
+        );
+        assert!(
+            e.contains("test.toml:6:") && e.contains("unknown variant `admin`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,10 +27,6 @@ pub enum Api {
     V2,
 }
 
-/// The longest `Retry-After` we give for a rate limit: a writer told to wait longer would
-/// rather be told to split its batch.
-const MAX_RETRY_AFTER_SECS: u64 = 60;
-
 /// The most bad lines listed in one 400 response.
 const MAX_LISTED_ERRORS: usize = 100;
 
@@ -265,7 +261,8 @@ pub async fn handle(req: Request<Incoming>, state: &State, api: Api) -> HttpResp
                         t.name,
                         wait.as_secs_f64()
                     ),
-                    (wait.as_secs_f64().ceil() as u64).min(MAX_RETRY_AFTER_SECS),
+                    // At most a second: the bucket refills in one.
+                    wait.as_secs_f64().ceil() as u64,
                 );
             }
             Err(auth::OverRate::Never { rate }) => {
