@@ -425,23 +425,17 @@ fn unsynced_entries(trace: &str, root: &str) -> Vec<String> {
         .collect()
 }
 
-const RATED: &str = r#"
-[agent]
-  data_dir = "{dir}/data"
-  omit_hostname = true
-[[inputs.influxdb_listener]]
-  service_address = "127.0.0.1:0"
-  [[inputs.influxdb_listener.token]]
+/// The token tables of a listener (into local buckets: [`buckets_with`]).
+const RATED: &str = r#"  [[inputs.influxdb_listener.token]]
     name = "slow"
     secret = "s3cret"
     databases = ["*"]
     max_points_per_second = 10
-[[outputs.buckets]]
 "#;
 
 #[test]
 fn a_request_over_the_rate_is_refused_and_never_locks_the_token_out() {
-    let agent = TestAgent::start(RATED);
+    let agent = TestAgent::start(&buckets_with(RATED));
     let url = agent.url("/write?db=r&p=s3cret");
     let t = now_ns();
     // 200,000 points can never fit in 10 per second: 413, and nothing taken from the rate.
@@ -470,13 +464,8 @@ fn a_request_over_the_rate_is_refused_and_never_locks_the_token_out() {
     );
 }
 
-const TENANTS: &str = r#"
-[agent]
-  data_dir = "{dir}/data"
-  omit_hostname = true
-[[inputs.influxdb_listener]]
-  service_address = "127.0.0.1:0"
-  [[inputs.influxdb_listener.token]]
+/// The token tables of a listener (into local buckets: [`buckets_with`]).
+const TENANTS: &str = r#"  [[inputs.influxdb_listener.token]]
     name = "team-a"
     secret = "sa"
     databases = ["team_a"]
@@ -494,7 +483,6 @@ const TENANTS: &str = r#"
     secret = "si"
     databases = ["*"]
     permissions = ["write"]
-[[outputs.buckets]]
 "#;
 
 fn query_as(agent: &TestAgent, secret: &str, q: &str, db: Option<&str>) -> Reply {
@@ -514,7 +502,7 @@ fn query_as(agent: &TestAgent, secret: &str, q: &str, db: Option<&str>) -> Reply
 
 #[test]
 fn tokens_carry_permissions_and_a_refusal_reveals_no_database() {
-    let agent = TestAgent::start(TENANTS);
+    let agent = TestAgent::start(&buckets_with(TENANTS));
     for (secret, db) in [("sa", "team_a"), ("sb", "team_b")] {
         let r = post(
             &agent.url(&format!("/write?db={db}")),
