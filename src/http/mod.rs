@@ -110,8 +110,7 @@ impl Sockets {
                 } else {
                     address.to_owned()
                 };
-                let fresh = std::net::TcpListener::bind(full.as_str())?;
-                fresh.set_nonblocking(true)?;
+                let fresh = listen(full.as_str())?;
                 let ours = fresh.try_clone()?;
                 inner.open.insert(key.clone(), fresh);
                 ours
@@ -120,6 +119,34 @@ impl Sockets {
         inner.claimed.insert(key);
         TcpListener::from_std(std_listener)
     }
+}
+
+/// Connections the kernel queues for `accept`. The standard library's 128 overflowed when a
+/// burst of connections arrived while every slot was taken (each beyond the slots waits for
+/// an idle one to be closed): connects then waited for a SYN retransmit, a second. The kernel
+/// caps it at `net.core.somaxconn` (4096 on current kernels).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A non-blocking listening socket on `address` (`host:port`), with [`LISTEN_BACKLOG`].
+fn listen(address: &str) -> io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let mut last = None;
+    for addr in address.to_socket_addrs()? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As the standard library does on Unix: a restart binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG)?.into_std(),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing")
+    }))
 }
 
 /// Binds a listener on `address` outside any reload (tools and tests).
