@@ -145,7 +145,10 @@ fn listen(address: &str) -> io::Result<std::net::TcpListener> {
         }
     }
     Err(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
     }))
 }
 
